@@ -1,0 +1,41 @@
+"""The edges the worker's core talks through, as small Protocols tests can swap."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from worker.zoom.models import Meeting, MeetingPatch, MeetingSpec, MeetingSummary
+
+
+class Meetings(Protocol):
+    """Zoom's Meetings API as the organizer (Talivo user id) sees it.
+
+    Every method may block on the account's rate limit and on retries within the client's time
+    budget; it raises ``worker.zoom.errors.ZoomError`` subclasses or token-store errors.
+    """
+
+    async def create_meeting(self, user_id: str, spec: MeetingSpec) -> Meeting: ...
+
+    async def update_meeting(self, user_id: str, meeting_id: int, patch: MeetingPatch) -> None: ...
+
+    async def delete_meeting(self, user_id: str, meeting_id: int) -> None: ...
+
+    async def list_scheduled_meetings(self, user_id: str) -> Sequence[MeetingSummary]: ...
+
+
+class Publisher(Protocol):
+    """Sends result and dead-letter records; returns once the broker has acknowledged."""
+
+    async def publish(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None: ...
+
+
+class Clock(Protocol):
+    def __call__(self) -> datetime: ...

@@ -1,0 +1,308 @@
+"""The imperative shell around ``decide``: one calendar record in, one result out.
+
+Order of side effects for a record, each durable before the next: the link guard is taken;
+intent is stored before Zoom may create anything; Zoom is called; the link and the result are
+stored together; the result is published; the caller (the engine) commits the offset. A crash
+between any two of these is repaired on redelivery: the stored intent finds a meeting a crashed
+create made, and a stored result is published again under the same ``message_id``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from schemas import (
+    ContractError,
+    EventKind,
+    FailedAction,
+    FailureReason,
+    LinkedAction,
+    MeetingDetails,
+    MeetingFailed,
+    MeetingLinked,
+    SourceEvent,
+    dead_letter_headers,
+    parse_event,
+    parse_failed,
+    parse_linked,
+    salvage_ids,
+)
+from worker import metrics
+from worker.crashpoints import CrashPoints
+from worker.decision import Cancel, Create, Decision, Record, Republish, Update, decide
+from worker.failures import EXPECTED, Failure, classify
+from worker.handlers import HANDLERS, Applied, Step
+from worker.links import Link, LinkSession, LinkStore
+from worker.logging import get_logger
+from worker.ports import Clock, Meetings, Publisher
+from worker.records import Record as KafkaRecord
+
+_RESULT_NS = uuid.UUID("5b0f3b1e-7c1a-4d55-9d0e-6f1c2a9e4b10")
+log = get_logger("worker.processor")
+
+
+@dataclass(frozen=True)
+class Topics:
+    created: str
+    updated: str
+    deleted: str
+    linked: str
+    failed: str
+    dead_letter: str
+
+    def kind_of(self, topic: str) -> EventKind | None:
+        kinds: dict[str, EventKind] = {
+            self.created: "created",
+            self.updated: "updated",
+            self.deleted: "deleted",
+        }
+        return kinds.get(topic)
+
+
+def result_message_id(source_message_id: str) -> str:
+    """Deterministic: a redelivered source always yields the same result id."""
+    return str(uuid.uuid5(_RESULT_NS, source_message_id))
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Processor:
+    """Implements ``worker.records.Processor``: never raises for bad input or Zoom trouble."""
+
+    def __init__(
+        self,
+        *,
+        topics: Topics,
+        links: LinkStore,
+        meetings: Meetings,
+        publisher: Publisher,
+        clock: Clock = _utc_now,
+        crash: CrashPoints | None = None,
+    ) -> None:
+        self._topics = topics
+        self._links = links
+        self._meetings = meetings
+        self._publisher = publisher
+        self._clock = clock
+        self._crash = crash or CrashPoints()
+
+    async def __call__(self, record: KafkaRecord) -> None:
+        started = time.monotonic()
+        kind = self._topics.kind_of(record.topic)
+        try:
+            if kind is None:
+                raise ContractError(None, f"topic {record.topic!r} is not an event topic")
+            event = parse_event(kind, record.value or b"")
+        except ContractError as err:
+            await self._reject(record, kind, err)
+            self._done(record, "invalid", started, reason=str(err))
+            return
+        async with self._links.guard(event.event_id) as session:
+            outcome = await self._apply(record, event, session)
+        self._done(record, outcome, started, event=event)
+
+    async def _apply(self, record: KafkaRecord, event: SourceEvent, session: LinkSession) -> str:
+        link = await session.get()
+        decision = decide(event, link)
+        if isinstance(decision, Republish):
+            await self._republish(event, decision.link)
+            return "stale"
+        if isinstance(decision, Record):
+            await session.save(decision.link)
+            return "skipped"
+        step = Step(event, link, session, self._meetings, self._clock, self._crash)
+        try:
+            applied: Applied = await HANDLERS[type(decision)](decision, step)
+        except EXPECTED as exc:
+            failure = classify(exc)
+            await self._fail(record, event, link, decision, failure, session)
+            return "failed"
+        await self._link(event, applied, session)
+        return "linked" if applied.action else "skipped"
+
+    async def _link(self, event: SourceEvent, applied: Applied, session: LinkSession) -> None:
+        stored = applied.link.evolve(
+            seen_revision=event.revision,
+            last_message_id=event.message_id,
+            last_result=None,
+            last_result_topic=None,
+        )
+        if applied.action is None:
+            await session.save(stored)
+            return
+        result = self._linked_result(event, stored, applied.action).to_bytes()
+        await session.save(
+            stored.evolve(last_result=result, last_result_topic=self._topics.linked)
+        )
+        self._crash.reached("after_db")
+        await self._publisher.publish(self._topics.linked, event.event_id.encode(), result)
+        self._crash.reached("after_publish")
+
+    def _linked_result(self, event: SourceEvent, link: Link, action: LinkedAction) -> MeetingLinked:
+        assert link.zoom_meeting_id is not None
+        if action is LinkedAction.CANCELLED:
+            details = MeetingDetails(id=link.zoom_meeting_id)
+        else:
+            details = MeetingDetails(
+                id=link.zoom_meeting_id,
+                join_url=link.join_url,
+                topic=link.title,
+                start_time=link.start_time,
+                duration=link.duration_minutes,
+                timezone=link.timezone,
+            )
+        return MeetingLinked(
+            message_id=result_message_id(event.message_id),
+            correlation_id=event.message_id,
+            event_id=event.event_id,
+            revision=event.revision,
+            organizer_user_id=event.organizer.user_id,
+            action=action,
+            meeting=details,
+            linked_at=self._clock(),
+        )
+
+    async def _fail(
+        self,
+        record: KafkaRecord,
+        event: SourceEvent,
+        link: Link | None,
+        decision: Decision,
+        failure: Failure,
+        session: LinkSession,
+    ) -> None:
+        result = MeetingFailed(
+            message_id=result_message_id(event.message_id),
+            correlation_id=event.message_id,
+            event_id=event.event_id,
+            revision=event.revision,
+            organizer_user_id=event.organizer.user_id,
+            action=_failed_action(decision),
+            reason=failure.reason,
+            message=failure.reason.sentence,
+            retryable=failure.retryable,
+            attempts=failure.attempts,
+            failed_at=self._clock(),
+        ).to_bytes()
+        if not failure.retryable:
+            # Permanent: nothing was made on Zoom; remember the answer so redelivery repeats it.
+            base = link or Link(event.event_id, event.organizer.user_id, "none", -1)
+            if base.state == "creating":
+                base = base.evolve(state="none", creating_since=None)
+            await session.save(
+                base.evolve(
+                    seen_revision=event.revision,
+                    last_message_id=event.message_id,
+                    last_result=result,
+                    last_result_topic=self._topics.failed,
+                )
+            )
+        self._crash.reached("after_db")
+        await self._publisher.publish(self._topics.failed, event.event_id.encode(), result)
+        metrics.FAILURES.labels(failure.reason.value).inc()
+        if failure.retryable:
+            # Parked for `zoom-worker dlq replay`; the stored link is untouched so a replay retries.
+            await self._dead_letter(record, failure.reason.value, failure.detail)
+        self._crash.reached("after_publish")
+
+    async def _republish(self, event: SourceEvent, link: Link) -> None:
+        assert link.last_result is not None and link.last_result_topic is not None
+        value = link.last_result
+        if link.last_message_id != event.message_id:
+            # An older message: answer it with the current truth, correlated to it.
+            update = {
+                "message_id": result_message_id(event.message_id),
+                "correlation_id": event.message_id,
+            }
+            if link.last_result_topic == self._topics.linked:
+                value = parse_linked(value).model_copy(update=update).to_bytes()
+            else:
+                value = parse_failed(value).model_copy(update=update).to_bytes()
+        await self._publisher.publish(link.last_result_topic, event.event_id.encode(), value)
+
+    async def _reject(self, record: KafkaRecord, kind: EventKind | None, err: ContractError) -> None:
+        """Park the record untouched and, when we know whose event it is, say so."""
+        await self._dead_letter(record, FailureReason.INVALID_EVENT.value, str(err))
+        ids = salvage_ids(record.value or b"")
+        if ids.event_id is None:
+            return
+        source_id = ids.message_id or f"{record.topic}/{record.partition}/{record.offset}"
+        failed = MeetingFailed(
+            message_id=result_message_id(source_id),
+            correlation_id=source_id,
+            event_id=ids.event_id,
+            revision=ids.revision,
+            organizer_user_id=ids.organizer_user_id,
+            action=_ACTION_BY_KIND[kind] if kind else None,
+            reason=FailureReason.INVALID_EVENT,
+            message=FailureReason.INVALID_EVENT.sentence,
+            retryable=False,
+            attempts=1,
+            failed_at=self._clock(),
+        )
+        await self._publisher.publish(
+            self._topics.failed, ids.event_id.encode(), failed.to_bytes()
+        )
+        metrics.FAILURES.labels(FailureReason.INVALID_EVENT.value).inc()
+
+    async def _dead_letter(self, record: KafkaRecord, reason: str, detail: str) -> None:
+        headers = dead_letter_headers(
+            record.headers,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=reason,
+            detail=detail,
+            failed_at=self._clock(),
+        )
+        await self._publisher.publish(self._topics.dead_letter, record.key, record.value, headers)
+        metrics.DEAD_LETTERED.labels(reason).inc()
+
+    def _done(
+        self,
+        record: KafkaRecord,
+        outcome: str,
+        started: float,
+        *,
+        event: SourceEvent | None = None,
+        reason: str | None = None,
+    ) -> None:
+        seconds = time.monotonic() - started
+        metrics.MESSAGES.labels(record.topic, outcome).inc()
+        metrics.MESSAGE_SECONDS.observe(seconds)
+        log.info(
+            "message",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            event_id=event.event_id if event else None,
+            revision=event.revision if event else None,
+            outcome=outcome,
+            problem=reason,
+            duration_ms=round(seconds * 1000, 1),
+        )
+
+
+_ACTION_BY_KIND: dict[EventKind, FailedAction] = {
+    "created": FailedAction.CREATE,
+    "updated": FailedAction.UPDATE,
+    "deleted": FailedAction.CANCEL,
+}
+
+
+def _failed_action(decision: Decision) -> FailedAction:
+    if isinstance(decision, Create):
+        return FailedAction.CREATE
+    if isinstance(decision, Update):
+        return FailedAction.UPDATE
+    if isinstance(decision, Cancel):
+        return FailedAction.CANCEL
+    raise AssertionError(f"no Zoom action for {type(decision).__name__}")
+
+
+__all__ = ["Processor", "Topics", "result_message_id"]
