@@ -1,0 +1,55 @@
+"""The message contracts: typed models for the five topics, parsed at the edge.
+
+Depends on nothing of ours. The JSON Schema files in ``schemas/v1`` and ``asyncapi.yaml`` describe
+the same contract for other teams; ``tests/schemas`` keeps the two from drifting apart.
+"""
+
+from schemas.errors import ContractError
+from schemas.events import (
+    Attendee,
+    EventCreated,
+    EventDeleted,
+    EventKind,
+    EventUpdated,
+    EventUpsert,
+    Organizer,
+    SourceEvent,
+    parse_event,
+)
+from schemas.fields import SCHEMA_VERSION
+from schemas.meetings import (
+    FailedAction,
+    LinkedAction,
+    MeetingDetails,
+    MeetingFailed,
+    MeetingLinked,
+    parse_failed,
+    parse_linked,
+)
+from schemas.reasons import SENTENCES, FailureReason
+from schemas.salvage import SalvagedIds, salvage_ids
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SENTENCES",
+    "Attendee",
+    "ContractError",
+    "EventCreated",
+    "EventDeleted",
+    "EventKind",
+    "EventUpdated",
+    "EventUpsert",
+    "FailedAction",
+    "FailureReason",
+    "LinkedAction",
+    "MeetingDetails",
+    "MeetingFailed",
+    "MeetingLinked",
+    "Organizer",
+    "SalvagedIds",
+    "SourceEvent",
+    "parse_event",
+    "parse_failed",
+    "parse_linked",
+    "salvage_ids",
+]

@@ -1,4 +1,7 @@
-"""The closed set of reasons a ``meeting.failed`` carries, each with a sentence a recruiter can act on."""
+"""The closed set of reasons a ``meeting.failed`` carries.
+
+Each has a sentence a recruiter can act on.
+"""
 
 from __future__ import annotations
 
@@ -37,8 +40,7 @@ SENTENCES: dict[FailureReason, str] = {
         "if the link does not appear within a few minutes."
     ),
     FailureReason.ZOOM_DAILY_LIMIT_REACHED: (
-        "Your Zoom account reached its daily limit of meeting changes. Try again after "
-        "00:00 UTC."
+        "Your Zoom account reached its daily limit of meeting changes. Try again after 00:00 UTC."
     ),
     FailureReason.ZOOM_UNAVAILABLE: (
         "Zoom could not be reached. The meeting will be retried; save the event again if the "

@@ -1,0 +1,95 @@
+"""Field types shared by every message: RFC 3339 times, IANA time zones, ids, emails.
+
+The limits here are the contract; the JSON Schema files in ``schemas/v1`` state the same ones
+and ``tests/schemas`` checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from datetime import datetime
+from typing import Annotated, Any, Final
+
+from pydantic import AfterValidator, Field, PlainSerializer, PlainValidator
+from pydantic_core import PydanticCustomError
+
+SCHEMA_VERSION: Final = 1
+
+ID_MAX: Final = 256
+EVENT_ID_MAX: Final = 128
+EMAIL_MAX: Final = 320
+NAME_MAX: Final = 256
+TITLE_MAX: Final = 200
+DESCRIPTION_MAX: Final = 2000
+ATTENDEES_MAX: Final = 300
+PROVIDER_MAX: Final = 64
+TIMEZONE_MAX: Final = 64
+INT64_MAX: Final = 2**63 - 1  # revisions and meeting ids are stored as Postgres bigint
+
+# One "@" with something on each side and no whitespace: deliverability is the sender's business.
+EMAIL_PATTERN: Final = r"^[^@\s]+@[^@\s]+$"
+
+# RFC 3339 section 5.6 date-time: "T" and "Z" in either case, seconds required, offset required.
+_RFC3339 = re.compile(
+    r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])[Tt]"
+    r"(?:[01]\d|2[0-3]):[0-5]\d:(?:[0-5]\d|60)(?:\.\d+)?"
+    r"(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)",
+    re.ASCII,
+)
+
+# Reading the zone database is slow (a directory walk); do it once per process.
+_IANA_ZONES: Final = frozenset(zoneinfo.available_timezones())
+
+
+def _rfc3339(value: Any) -> datetime:
+    # pydantic's own datetime parsing also takes unix numbers, dates and offset-less times.
+    if isinstance(value, datetime):
+        if value.utcoffset() is None:
+            raise PydanticCustomError("rfc3339", "must have a UTC offset")
+        return value
+    if isinstance(value, str) and _RFC3339.fullmatch(value):
+        try:
+            return datetime.fromisoformat(value.upper())
+        except ValueError:  # 2024-02-30, or a leap second Python cannot hold
+            pass
+    raise PydanticCustomError("rfc3339", "not an RFC 3339 time")
+
+
+def _iana(value: str) -> str:
+    if value not in _IANA_ZONES:
+        raise PydanticCustomError("iana_timezone", "not an IANA time zone name")
+    return value
+
+
+def _isoformat(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+Rfc3339Time = Annotated[
+    datetime,
+    PlainValidator(_rfc3339, json_schema_input_type=str),
+    PlainSerializer(_isoformat, return_type=str, when_used="json"),
+]
+"""A timezone-aware time, read only from RFC 3339 text (or an aware ``datetime`` in Python)."""
+
+IanaTimezone = Annotated[
+    str, Field(strict=True, min_length=1, max_length=TIMEZONE_MAX), AfterValidator(_iana)
+]
+MessageId = Annotated[str, Field(strict=True, min_length=1, max_length=ID_MAX)]
+EventId = Annotated[str, Field(strict=True, min_length=1, max_length=EVENT_ID_MAX)]
+UserId = Annotated[str, Field(strict=True, min_length=1, max_length=ID_MAX)]
+Revision = Annotated[int, Field(strict=True, ge=0, le=INT64_MAX)]
+Email = Annotated[str, Field(strict=True, max_length=EMAIL_MAX, pattern=EMAIL_PATTERN)]
+
+
+def check_schema_version(value: int) -> int:
+    """Reject every version but 1; a v2 reader will sit beside this one during a migration."""
+    if value != SCHEMA_VERSION:
+        raise PydanticCustomError(
+            "schema_version", "unsupported version (this reader accepts 1)", {"version": value}
+        )
+    return value
+
+
+SchemaVersion = Annotated[int, Field(strict=True), AfterValidator(check_schema_version)]
