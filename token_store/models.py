@@ -15,3 +15,17 @@ class ZoomGrant:
     zoom_account_id: str  # Zoom rate limits are per account
     access_token: str = field(repr=False)
     expires_at: datetime
+
+
+@dataclass(frozen=True)
+class ConnectionStatus:
+    """What is stored about a user's Zoom connection, without any token."""
+
+    user_id: str
+    zoom_user_id: str
+    zoom_account_id: str
+    scopes: tuple[str, ...]
+    access_expires_at: datetime
+    key_id: str  # the key sealing the tokens; rotate-key moves every row to the active one
+    connected_at: datetime
+    refreshed_at: datetime | None
