@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import uvicorn
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 Check = Callable[[], Awaitable[bool]]
 
@@ -39,3 +44,27 @@ def health_app(checks: dict[str, Check]) -> Starlette:
             Route("/metrics", metrics),
         ]
     )
+
+
+class _Server(uvicorn.Server):
+    # The application owns SIGTERM/SIGINT (graceful drain); uvicorn must not take them over.
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
+@contextlib.asynccontextmanager
+async def serving(app: ASGIApp, port: int, host: str = "0.0.0.0") -> AsyncIterator[None]:  # noqa: S104
+    """Serve ``app`` on the running loop for the duration of the block."""
+    server = _Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started and not task.done():
+            await asyncio.sleep(0.01)
+        if task.done():
+            task.result()  # bind errors surface here
+        yield
+    finally:
+        server.should_exit = True
+        await task

@@ -15,3 +15,24 @@ def migrate(_: argparse.Namespace, settings: Settings) -> int:
     applied = migrations.apply(settings.dsn())
     print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
     return 0
+
+
+@command(
+    "run",
+    "consume calendar events and keep Zoom meetings in step",
+    "kafka",
+    "database",
+    "keys",
+    "zoom",
+)
+def run(_: argparse.Namespace, settings: Settings) -> int:
+    from worker import app
+
+    return app.main(settings)
+
+
+@command("demo", "run the whole pipeline on embedded services with a scripted story")
+def demo(_: argparse.Namespace, settings: Settings) -> int:
+    from devservices import demo as story
+
+    return story.main(settings)

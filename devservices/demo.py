@@ -1,0 +1,227 @@
+"""``zoom-worker demo``: the whole pipeline on embedded services, told as a short story.
+
+Starts a broker, Postgres and the Zoom emulator; connects recruiters through the OAuth code
+flow (PKCE) against the emulator; runs the worker in this process; publishes a scripted series
+of calendar messages and prints each result as it arrives; then checks the emulator's state,
+stops everything and exits 0 when every step ended as expected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import secrets
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+import migrations
+from devservices import create_database, kafka_service, postgres_service
+from devservices.kafka import create_topics
+from devservices.zoom_emulator import ZoomEmulator
+from token_store import TokenStore, ZoomOAuth
+from token_store.crypto import generate_key
+from worker import app
+from worker.config import Settings
+
+REDIRECT_URI = "http://localhost/zoom/callback"
+CLIENT_ID, CLIENT_SECRET = "demo-client", "demo-secret"  # noqa: S105 - the emulator's
+
+
+@dataclass(frozen=True)
+class Step:
+    title: str
+    topic: str  # "created" | "updated" | "deleted" | "raw"
+    payload: dict[str, Any] | bytes
+    expect: str  # "created", "updated", "cancelled" or a failure reason
+
+
+def _event(event_id: str, revision: int, organizer: str, **fields: Any) -> dict[str, Any]:
+    start = datetime(2026, 12, 1, 15, 0, tzinfo=UTC) + timedelta(hours=fields.pop("shift", 0))
+    body: dict[str, Any] = {
+        "schema_version": 1,
+        "message_id": str(uuid.uuid4()),
+        "event_id": event_id,
+        "revision": revision,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "organizer": {"user_id": organizer, "email": f"{organizer}@talivo.example"},
+    }
+    if fields.pop("deleted", False):
+        return body
+    body |= {
+        "title": fields.pop("title", "Interview: Backend engineer"),
+        "description": "Technical interview, 45 minutes.",
+        "start": start.isoformat(),
+        "end": (start + timedelta(minutes=45)).isoformat(),
+        "timezone": "America/Mexico_City",
+        "attendees": [{"email": "candidate@example.com", "name": "Candidate"}],
+        "video_conference": fields.pop("video", "zoom"),
+    }
+    return body
+
+
+def story() -> list[Step]:
+    ev = f"ev-{secrets.token_hex(3)}"
+    other = f"ev-{secrets.token_hex(3)}"
+    host = f"ev-{secrets.token_hex(3)}"
+    return [
+        Step("Ana schedules an interview with Zoom", "created", _event(ev, 1, "ana"), "created"),
+        Step("Ana moves it one hour later", "updated", _event(ev, 2, "ana", shift=1), "updated"),
+        Step("Ana switches it to no video", "updated", _event(ev, 3, "ana", video="none"),
+             "cancelled"),
+        Step("...and back to Zoom", "updated", _event(ev, 4, "ana", shift=1), "created"),
+        Step("Ana deletes the event", "deleted", _event(ev, 5, "ana", deleted=True), "cancelled"),
+        Step("Carla (no Zoom connected) schedules one", "created", _event(other, 1, "carla"),
+             "zoom_not_connected"),
+        Step("Bruno schedules one", "created", _event(host, 1, "bruno"), "created"),
+        Step("Bruno, now on another Zoom account, edits it", "updated",
+             _event(host, 2, "bruno", title="Interview: Staff engineer"), "not_meeting_host"),
+        Step("A malformed message arrives", "raw",
+             json.dumps({"schema_version": 1, "event_id": f"ev-{secrets.token_hex(3)}",
+                         "revision": 1, "start": "tomorrow"}).encode(), "invalid_event"),
+    ]  # fmt: skip
+
+
+async def _connect(store: TokenStore, zoom: ZoomEmulator, user_id: str, email: str) -> str:
+    """The OAuth code flow with PKCE, the user clicking Allow on the emulator."""
+    zoom_user = zoom.add_user(email)
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    code = zoom.authorize(
+        zoom_user.id, redirect_uri=REDIRECT_URI, code_challenge=challenge.rstrip(b"=").decode()
+    )
+    await store.connect(user_id, code, verifier, REDIRECT_URI)
+    return zoom_user.id
+
+
+async def _run_story(settings: Settings, zoom: ZoomEmulator, bootstrap: str) -> bool:
+    pool: AsyncConnectionPool[AsyncConnection] = AsyncConnectionPool(settings.dsn(), open=False)
+    await pool.open()
+    http = app.http_client()
+    oauth = ZoomOAuth(http, zoom.oauth_base_url, zoom.api_base_url, CLIENT_ID, CLIENT_SECRET)
+    store = TokenStore(pool, settings.key_ring(), oauth)
+    ana = await _connect(store, zoom, "ana", "ana@zoom.example")
+    await _connect(store, zoom, "bruno", "bruno@zoom.example")
+    print("connected Zoom for ana and bruno through the OAuth code flow (PKCE)")
+
+    stop = asyncio.Event()
+    worker = asyncio.create_task(app.run(settings, stop))
+    results = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await results.start()
+    parts = [
+        TopicPartition(t, p)
+        for t in (settings.topic_meeting_linked, settings.topic_meeting_failed)
+        for p in range(3)
+    ]
+    results.assign(parts)
+    await results.seek_to_beginning(*parts)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+    await producer.start()
+    topic_of = {
+        "created": settings.topic_event_created,
+        "updated": settings.topic_event_updated,
+        "deleted": settings.topic_event_deleted,
+        "raw": settings.topic_event_created,
+    }
+    ok = True
+    print(f"\n{'step':<46} {'result':<15} {'detail'}")
+    print("-" * 110)
+    try:
+        for step in story():
+            if step.title.startswith("Bruno, now"):
+                await _connect(store, zoom, "bruno", "bruno.new@zoom.example")
+            value = step.payload if isinstance(step.payload, bytes) else json.dumps(
+                step.payload
+            ).encode()
+            key = (
+                step.payload["event_id"].encode() if isinstance(step.payload, dict) else b"bad"
+            )
+            await producer.send_and_wait(topic_of[step.topic], value, key=key)
+            got = await _next_result(results, timeout=30)
+            outcome = got.get("action") or got.get("reason") or "?"
+            meeting = got.get("meeting") or {}
+            detail = meeting.get("join_url") or (
+                f"meeting {meeting['id']}" if meeting else got.get("message", "")
+            )
+            mark = "ok " if outcome == step.expect else "!! "
+            ok &= outcome == step.expect
+            print(f"{mark}{step.title:<43} {outcome:<15} {detail}")
+    finally:
+        stop.set()
+        await worker
+        await producer.stop()
+        await results.stop()
+        await http.aclose()
+        await pool.close()
+    ana_meetings = zoom.meetings(ana)
+    print(f"\nZoom meetings left for ana: {len(ana_meetings)} (expected 0)")
+    return ok and not ana_meetings
+
+
+async def _next_result(consumer: AIOKafkaConsumer, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch = await consumer.getmany(timeout_ms=200, max_records=1)
+        for records in batch.values():
+            for record in records:
+                parsed: dict[str, Any] = json.loads(record.value)
+                return parsed
+    raise TimeoutError("no result within the timeout")
+
+
+def main(_: Settings, argv: Sequence[str] = ()) -> int:
+    started = time.monotonic()
+    suffix = secrets.token_hex(3)
+    with (
+        kafka_service() as kafka,
+        postgres_service() as postgres,
+        ZoomEmulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as zoom,
+    ):
+        dsn = create_database(postgres.url, f"zoom_demo_{suffix}")
+        migrations.apply(dsn)
+        names = {
+            "TOPIC_EVENT_CREATED": f"demo-{suffix}.event.created",
+            "TOPIC_EVENT_UPDATED": f"demo-{suffix}.event.updated",
+            "TOPIC_EVENT_DELETED": f"demo-{suffix}.event.deleted",
+            "TOPIC_MEETING_LINKED": f"demo-{suffix}.meeting.linked",
+            "TOPIC_MEETING_FAILED": f"demo-{suffix}.meeting.failed",
+            "TOPIC_DEAD_LETTER": f"demo-{suffix}.dlq",
+        }
+        asyncio.run(create_topics(kafka.bootstrap_servers, list(names.values()), partitions=3))
+        settings = Settings.model_validate(
+            {
+                **names,
+                "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+                "KAFKA_GROUP_ID": f"demo-{suffix}",
+                "KAFKA_ENABLE_IDEMPOTENCE": kafka.supports_idempotence,
+                "DATABASE_URL": dsn,
+                "TOKEN_ENCRYPTION_KEYS": f"demo:{generate_key()}",
+                "ZOOM_CLIENT_ID": CLIENT_ID,
+                "ZOOM_CLIENT_SECRET": CLIENT_SECRET,
+                "ZOOM_API_BASE_URL": zoom.api_base_url,
+                "ZOOM_OAUTH_BASE_URL": zoom.oauth_base_url,
+                "HTTP_PORT": 0,
+                "LOG_LEVEL": "WARNING",
+                "LOG_FORMAT": "console",
+                "SHUTDOWN_GRACE_SECONDS": 5,
+            }
+        )
+        print(f"broker ({kafka.source}) {kafka.bootstrap_servers}, postgres ({postgres.source}), "
+              f"Zoom emulator {zoom.base_url}")  # fmt: skip
+        ok = asyncio.run(_run_story(settings, zoom, kafka.bootstrap_servers))
+    print(f"\ndemo {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(Settings()))

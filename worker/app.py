@@ -1,0 +1,128 @@
+"""Wiring: every long-lived resource opened in one ``AsyncExitStack``, closed in reverse.
+
+Start-up order: database pool, HTTP client, producer, health server, then the consumer engine;
+shutdown (SIGTERM/SIGINT) stops the engine first (finish in-flight, commit, leave the group) and
+closes the rest after it, so no result is published on a closed producer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from contextlib import AsyncExitStack
+
+import httpx
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from token_store import TokenStore, ZoomOAuth
+from worker import kafka
+from worker.config import Settings
+from worker.crashpoints import CrashPoints
+from worker.engine import Engine, EngineSettings
+from worker.health import health_app, serving
+from worker.links import PostgresLinkStore
+from worker.logging import get_logger
+from worker.processor import Processor, Topics
+from worker.publisher import KafkaPublisher
+from worker.zoom import ZoomMeetings
+
+log = get_logger("worker.app")
+
+
+def main(settings: Settings) -> int:
+    return asyncio.run(run(settings))
+
+
+def topics_of(settings: Settings) -> Topics:
+    return Topics(
+        created=settings.topic_event_created,
+        updated=settings.topic_event_updated,
+        deleted=settings.topic_event_deleted,
+        linked=settings.topic_meeting_linked,
+        failed=settings.topic_meeting_failed,
+        dead_letter=settings.topic_dead_letter,
+    )
+
+
+def http_client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0, connect=5.0),
+        limits=httpx.Limits(max_connections=256, max_keepalive_connections=128),
+    )
+
+
+async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with AsyncExitStack() as stack:
+        pool: AsyncConnectionPool[AsyncConnection] = AsyncConnectionPool(
+            settings.dsn(), min_size=2, max_size=settings.max_in_flight + 8, open=False
+        )
+        await pool.open(wait=True, timeout=30)
+        stack.push_async_callback(pool.close)
+        http = await stack.enter_async_context(http_client())
+        oauth = ZoomOAuth(
+            http,
+            oauth_base_url=settings.zoom_oauth_base_url,
+            api_base_url=settings.zoom_api_base_url,
+            client_id=settings.zoom_client_id or "",
+            client_secret=(
+                settings.zoom_client_secret.get_secret_value()
+                if settings.zoom_client_secret
+                else ""
+            ),
+        )
+        tokens = TokenStore(pool, settings.key_ring(), oauth)
+        meetings = ZoomMeetings(
+            http,
+            api_base_url=settings.zoom_api_base_url,
+            tokens=tokens,
+            retry_budget_seconds=settings.zoom_retry_budget_seconds,
+        )
+        producer = kafka.producer(settings)
+        await producer.start()
+        stack.push_async_callback(producer.stop)
+        processor = Processor(
+            topics=topics_of(settings),
+            links=PostgresLinkStore(pool),
+            meetings=meetings,
+            publisher=KafkaPublisher(producer),
+            crash=CrashPoints.from_env(),
+        )
+        engine = Engine(
+            kafka.consumer(settings),
+            processor,
+            EngineSettings(
+                topics=settings.event_topics,
+                max_in_flight=settings.max_in_flight,
+                shutdown_grace_seconds=settings.shutdown_grace_seconds,
+            ),
+        )
+
+        async def database_ready() -> bool:
+            async with pool.connection(timeout=2) as conn:
+                await conn.execute("SELECT 1")
+            return True
+
+        async def broker_ready() -> bool:
+            partitions = await asyncio.wait_for(
+                producer.partitions_for(settings.topic_meeting_linked), 2
+            )
+            return bool(partitions)
+
+        async def consumer_running() -> bool:
+            return engine.running
+
+        checks = {
+            "database": database_ready,
+            "broker": broker_ready,
+            "consumer": consumer_running,
+        }
+        await stack.enter_async_context(serving(health_app(checks), settings.http_port))
+        log.info("worker starting", group=settings.kafka_group_id, topics=settings.event_topics)
+        await engine.run(stop)
+        log.info("worker stopped")
+    return 0
