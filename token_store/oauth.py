@@ -83,11 +83,14 @@ class ZoomOAuth:
         return _token_answer(await self._token_call("/oauth/token", form))
 
     async def revoke(self, token: str) -> None:
-        """Revoke the grant behind ``token``; an already dead token counts as revoked."""
-        try:
-            await self._token_call("/oauth/revoke", {"token": token})
-        except InvalidGrant:
+        """Revoke the grant behind ``token`` (access or refresh token); a token Zoom no longer
+        knows (400 "Invalid Token!") counts as revoked."""
+        url = f"{self._oauth}/oauth/revoke"
+        response = await self._send("POST", url, data={"token": token}, auth=self._auth)
+        if response.status_code in (200, 400):
             return
+        error = _safe_word(str(_json(response).get("error", "")))
+        raise OAuthRejected(f"Zoom refused POST /oauth/revoke: HTTP {response.status_code} {error}")
 
     async def get_me(self, access_token: str) -> ZoomUser:
         response = await self._send(
