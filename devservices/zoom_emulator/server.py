@@ -1,0 +1,216 @@
+"""``ZoomEmulator``: the emulator on a loopback port, served by uvicorn in a background thread."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import date, datetime
+from types import TracebackType
+
+import uvicorn
+
+from devservices.zoom_emulator.app import EmulatorApp
+from devservices.zoom_emulator.faults import Fault, FaultPlan
+from devservices.zoom_emulator.limits import Category
+from devservices.zoom_emulator.models import EmulatedUser, MeetingRecord, Plan, UserStatus
+from devservices.zoom_emulator.state import DEFAULT_SCOPES, World
+
+
+class ZoomEmulator:
+    """A Zoom (OAuth + Meetings API) on ``127.0.0.1``, for tests and the demo.
+
+    Use as a context manager; ``base_url`` is valid inside it. State lives in memory and is
+    shared by the HTTP side and these methods (thread-safe).
+    """
+
+    def __init__(
+        self,
+        client_id: str = "emu-client",
+        client_secret: str = "emu-secret",  # noqa: S107 - the emulator's own test value
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._world = World(client_id, client_secret, now)
+        self._faults = FaultPlan(seed)
+        self._host = host
+        self._port = port
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+
+    # -- lifetime ----------------------------------------------------------------------------
+
+    def start(self) -> ZoomEmulator:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self._host, self._port))
+        self._sock = sock
+        config = uvicorn.Config(
+            EmulatorApp(self._world, self._faults),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_keep_alive=30,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="zoom-emulator", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the Zoom emulator did not start")
+            time.sleep(0.005)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+        if self._sock is not None:
+            self._sock.close()
+        self._server = self._thread = self._sock = None
+
+    def serve_forever(self) -> None:
+        """Block until Ctrl-C (the ``sandbox`` command)."""
+        assert self._thread is not None
+        try:
+            while self._thread.is_alive():
+                self._thread.join(0.5)
+        except KeyboardInterrupt:
+            pass
+
+    def __enter__(self) -> ZoomEmulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- addresses ---------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        if self._sock is None:
+            raise RuntimeError("the Zoom emulator is not running")
+        host, port = self._sock.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def api_base_url(self) -> str:
+        return self.base_url + "/v2"
+
+    @property
+    def oauth_base_url(self) -> str:
+        return self.base_url
+
+    @property
+    def client_id(self) -> str:
+        return self._world.client_id
+
+    # -- users and tokens --------------------------------------------------------------------
+
+    def add_user(
+        self,
+        email: str,
+        plan: Plan = "pro",
+        account_id: str | None = None,
+        status: UserStatus = "active",
+    ) -> EmulatedUser:
+        """A new Zoom user; its account is created (with ``plan``) unless it exists."""
+        return self._world.add_user(email, plan, account_id, status)
+
+    def set_user_status(self, user_id: str, status: UserStatus) -> None:
+        self._world.set_user_status(user_id, status)
+
+    def authorize(
+        self,
+        user_id: str,
+        redirect_uri: str,
+        code_challenge: str | None = None,
+        scopes: str = DEFAULT_SCOPES,
+    ) -> str:
+        """An authorization code, as if ``user_id`` clicked Allow (S256 challenge if given)."""
+        return self._world.authorize(user_id, redirect_uri, code_challenge, scopes)
+
+    def grant_tokens(self, user_id: str) -> tuple[str, str]:
+        """``(access_token, refresh_token)`` of a fresh grant, skipping the code flow."""
+        return self._world.grant_tokens(user_id)
+
+    @property
+    def access_token_ttl(self) -> int:
+        return self._world.access_token_ttl
+
+    @access_token_ttl.setter
+    def access_token_ttl(self, seconds: int) -> None:
+        with self._world.lock:
+            self._world.access_token_ttl = seconds
+
+    def expire_access_tokens(self, user_id: str | None = None) -> None:
+        self._world.expire_access_tokens(user_id)
+
+    def issued_secrets(self) -> list[str]:
+        """Every access/refresh token, code and start_url issued, for log-leak scans."""
+        return self._world.issued_secrets()
+
+    # -- limits ------------------------------------------------------------------------------
+
+    @property
+    def daily_limit(self) -> int:
+        return self._world.limits.daily_limit
+
+    @daily_limit.setter
+    def daily_limit(self, value: int) -> None:
+        self._world.limits.daily_limit = value
+
+    def set_daily_used(self, user_id: str, used: int, day: date | None = None) -> None:
+        """Pretend ``user_id`` already made ``used`` create/update calls today (UTC)."""
+        self._world.limits.set_daily_used(user_id, day or self._world.now().date(), used)
+
+    def set_qps(self, plan: Plan, category: Category, per_second: int) -> None:
+        self._world.limits.qps[plan][category] = per_second
+
+    # -- inspection --------------------------------------------------------------------------
+
+    def calls(self, endpoint: str) -> int:
+        """Requests that reached ``endpoint`` (``"PATCH /v2/meetings/{meetingId}"``)."""
+        with self._world.lock:
+            return self._world.calls[endpoint]
+
+    def meetings(self, user_id: str) -> list[MeetingRecord]:
+        """The meetings ``user_id`` hosts, deleted ones excluded, oldest first."""
+        with self._world.lock:
+            return sorted(
+                (
+                    m
+                    for m in self._world.meetings.values()
+                    if m.host_id == user_id and not m.deleted
+                ),
+                key=lambda m: m.id,
+            )
+
+    # -- faults ------------------------------------------------------------------------------
+
+    @property
+    def faults(self) -> FaultPlan:
+        return self._faults
+
+    @faults.setter
+    def faults(self, rules: Iterable[Fault]) -> None:
+        self._faults.clear()
+        self._faults.add(*rules)
+
+    def reset(self) -> None:
+        """Forget users, grants, meetings, counts, limits and faults (not the address)."""
+        self._world.reset()
+        self._faults.clear()
