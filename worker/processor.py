@@ -24,12 +24,12 @@ from schemas import (
     MeetingFailed,
     MeetingLinked,
     SourceEvent,
-    dead_letter_headers,
     parse_event,
     parse_failed,
     parse_linked,
     salvage_ids,
 )
+from schemas.dead_letter import dead_letter_headers
 from worker import metrics
 from worker.crashpoints import CrashPoints
 from worker.decision import Cancel, Create, Decision, Record, Republish, Update, decide
