@@ -37,6 +37,11 @@ class OffsetTracker:
             self._unfinished.popleft()
 
     @property
+    def next_offset(self) -> int | None:
+        """One past the last taken offset: where the consumer's reading stands."""
+        return self._next
+
+    @property
     def in_flight(self) -> int:
         return len(self._pending)
 
