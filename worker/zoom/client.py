@@ -1,0 +1,261 @@
+"""``ZoomMeetings``: Zoom's Meetings API for a Talivo user, with rate limiting and retries.
+
+Per call: get the user's grant from the token port, wait for the Zoom account's bucket, send.
+Connect errors, timeouts, 5xx and per-second 429s are retried with exponential backoff and
+full jitter (or after ``Retry-After``) within a total time budget; other 4xx never are. A
+401/124 leads to one token refresh and one retry. A create whose answer was lost (timeout
+after sending, dropped connection) is not re-sent here: that could make a second meeting, so
+it fails with ``ZoomUnavailable(outcome_unknown=True)`` and the worker looks the meeting up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+
+from token_store.models import ZoomGrant
+from worker.logging import get_logger
+from worker.metrics import (
+    RATE_LIMIT_WAIT_SECONDS,
+    ZOOM_REQUEST_SECONDS,
+    ZOOM_REQUESTS,
+    ZOOM_RETRIES,
+)
+from worker.zoom.answers import body_of, error_for
+from worker.zoom.backoff import Backoff
+from worker.zoom.errors import (
+    ZoomAuthorizationRejected,
+    ZoomError,
+    ZoomRateLimited,
+    ZoomUnavailable,
+)
+from worker.zoom.models import Meeting, MeetingPatch, MeetingSpec, MeetingSummary
+from worker.zoom.ratelimit import AccountRateLimiter, Category
+from worker.zoom.tokens import AccessTokens
+
+log = get_logger(__name__)
+
+Endpoint = Literal[
+    "create_meeting", "get_meeting", "update_meeting", "delete_meeting", "list_meetings"
+]
+RetryCause = Literal["unavailable", "rate_limited", "token_refresh"]
+
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0, pool=5.0)
+LIST_PAGE_SIZE = 300
+
+
+@dataclass(frozen=True)
+class _Operation:
+    endpoint: Endpoint
+    method: str
+    category: Category
+    idempotent: bool
+
+
+CREATE = _Operation("create_meeting", "POST", "Medium", idempotent=False)
+GET = _Operation("get_meeting", "GET", "Light", idempotent=True)
+UPDATE = _Operation("update_meeting", "PATCH", "Light", idempotent=True)
+DELETE = _Operation("delete_meeting", "DELETE", "Light", idempotent=True)
+LIST = _Operation("list_meetings", "GET", "Light", idempotent=True)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ZoomMeetings:
+    """Implements ``worker.ports.Meetings`` over one shared ``httpx.AsyncClient``."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        api_base_url: str,
+        tokens: AccessTokens,
+        retry_budget_seconds: float = 30.0,
+        backoff_base_seconds: float = 0.2,
+        backoff_cap_seconds: float = 10.0,
+        limiter: AccountRateLimiter | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        now: Callable[[], datetime] = _utcnow,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._http = http
+        self._base = api_base_url.rstrip("/")
+        self._tokens = tokens
+        self._budget = retry_budget_seconds
+        self._backoff = Backoff(backoff_base_seconds, backoff_cap_seconds)
+        self._limiter = limiter or AccountRateLimiter()
+        self._timeout = timeout
+        self._now = now
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+
+    # -- operations --------------------------------------------------------------------------
+
+    async def create_meeting(self, user_id: str, spec: MeetingSpec) -> Meeting:
+        body = await self._call(CREATE, user_id, "/users/me/meetings", json=spec.body())
+        return Meeting.from_zoom(self._object(CREATE, body))
+
+    async def get_meeting(self, user_id: str, meeting_id: int) -> Meeting:
+        body = await self._call(GET, user_id, f"/meetings/{int(meeting_id)}")
+        return Meeting.from_zoom(self._object(GET, body))
+
+    async def update_meeting(self, user_id: str, meeting_id: int, patch: MeetingPatch) -> None:
+        await self._call(UPDATE, user_id, f"/meetings/{int(meeting_id)}", json=patch.body())
+
+    async def delete_meeting(self, user_id: str, meeting_id: int) -> None:
+        await self._call(DELETE, user_id, f"/meetings/{int(meeting_id)}")
+
+    async def list_scheduled_meetings(self, user_id: str) -> list[MeetingSummary]:
+        """Every scheduled meeting the user hosts, all pages."""
+        found: list[MeetingSummary] = []
+        params = {"type": "scheduled", "page_size": str(LIST_PAGE_SIZE)}
+        while True:
+            page = self._object(
+                LIST, await self._call(LIST, user_id, "/users/me/meetings", params=params)
+            )
+            found.extend(MeetingSummary.from_zoom(m) for m in page.get("meetings") or [])
+            token = page.get("next_page_token")
+            if not token:
+                return found
+            params = params | {"next_page_token": str(token)}
+
+    # -- one call, with retries --------------------------------------------------------------
+
+    async def _call(
+        self,
+        op: _Operation,
+        user_id: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        grant = await self._tokens.get_access_token(user_id)
+        attempts = 0
+        started = time.monotonic()
+
+        async def attempt_once() -> httpx.Response:
+            nonlocal attempts
+            attempts += 1
+            waited = await self._limiter.acquire(grant.zoom_account_id, op.category)
+            RATE_LIMIT_WAIT_SECONDS.labels(op.category).observe(waited)
+            return await self._send(op, grant, path, json, params)
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(lambda exc: self._should_retry(op, exc)),
+            wait=self._wait,
+            stop=self._stop,
+            before_sleep=lambda state: self._log_retry(op, state),
+            reraise=True,
+            sleep=self._sleep,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    try:
+                        return await attempt_once()
+                    except ZoomAuthorizationRejected:
+                        ZOOM_RETRIES.labels(op.endpoint, "token_refresh").inc()
+                        log.info("zoom_token_rejected", endpoint=op.endpoint, user_id=user_id)
+                        grant = await self._tokens.refresh_after_rejection(user_id, grant)
+                        return await attempt_once()
+        except ZoomError as exc:
+            exc.attempts = attempts
+            if exc.retryable and self._should_retry(op, exc):
+                exc.add_note(
+                    f"gave up after {attempts} attempts in "
+                    f"{time.monotonic() - started:.2f}s (budget {self._budget}s)"
+                )
+            raise
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _should_retry(self, op: _Operation, exc: BaseException) -> bool:
+        if not isinstance(exc, ZoomError) or not exc.retryable:
+            return False
+        unknown = isinstance(exc, ZoomUnavailable) and exc.outcome_unknown
+        return op.idempotent or not unknown
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, ZoomRateLimited) and exc.retry_after is not None:
+            # A little jitter so callers told the same second do not all come back at once.
+            return exc.retry_after + self._rng.uniform(0.0, min(0.25, exc.retry_after * 0.1))
+        return self._backoff.delay(state.attempt_number, self._rng)
+
+    def _stop(self, state: RetryCallState) -> bool:
+        return (state.seconds_since_start or 0.0) + state.upcoming_sleep > self._budget
+
+    def _log_retry(self, op: _Operation, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        cause: RetryCause = "rate_limited" if isinstance(exc, ZoomRateLimited) else "unavailable"
+        ZOOM_RETRIES.labels(op.endpoint, cause).inc()
+        log.warning(
+            "zoom_retry",
+            endpoint=op.endpoint,
+            cause=cause,
+            attempt=state.attempt_number,
+            wait_seconds=round(state.upcoming_sleep, 3),
+            status=getattr(exc, "status", None),
+            error=str(exc),
+        )
+
+    # -- the one place httpx is spoken -------------------------------------------------------
+
+    async def _send(
+        self,
+        op: _Operation,
+        grant: ZoomGrant,
+        path: str,
+        json: dict[str, Any] | None,
+        params: dict[str, str] | None,
+    ) -> httpx.Response:
+        status = "error"
+        started = time.monotonic()
+        try:
+            response = await self._http.request(
+                op.method,
+                self._base + path,
+                json=json,
+                params=params,
+                headers={"Authorization": f"Bearer {grant.access_token}"},
+                timeout=self._timeout,
+                follow_redirects=False,
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise ZoomUnavailable(f"{op.endpoint}: cannot connect ({type(exc).__name__})") from exc
+        except httpx.TimeoutException as exc:
+            raise ZoomUnavailable(
+                f"{op.endpoint}: no answer in time ({type(exc).__name__})", outcome_unknown=True
+            ) from exc
+        except httpx.TransportError as exc:
+            raise ZoomUnavailable(
+                f"{op.endpoint}: connection lost ({type(exc).__name__})", outcome_unknown=True
+            ) from exc
+        finally:
+            ZOOM_REQUEST_SECONDS.labels(op.endpoint).observe(time.monotonic() - started)
+        status = str(response.status_code)
+        ZOOM_REQUESTS.labels(op.endpoint, status).inc()
+        if response.is_success:
+            return response
+        raise error_for(op.endpoint, response, self._now())
+
+    def _object(self, op: _Operation, response: httpx.Response) -> dict[str, Any]:
+        body = body_of(response)
+        if body is None:
+            raise ZoomUnavailable(
+                f"{op.endpoint}: Zoom answered {response.status_code} without a JSON object",
+                status=response.status_code,
+                outcome_unknown=not op.idempotent,
+            )
+        return body
