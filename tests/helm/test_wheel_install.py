@@ -1,0 +1,76 @@
+"""The step the image relies on: build the wheel from what the Dockerfile copies, install it
+with its pinned dependencies into a clean virtual environment, run ``zoom-worker --help``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.helm.dockerfile import DOCKERFILE, REPO, copy_sources, stages
+
+_, STAGES = stages(DOCKERFILE.read_text())
+BUILDER_SOURCES = [p for v in STAGES[0].all("COPY") for p in copy_sources(v)[1]]
+PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert done.returncode == 0, f"{args[:4]} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Build from a copy holding only what the builder stage copies, as `docker build` would.
+    context = tmp_path_factory.mktemp("context")
+    for source in BUILDER_SOURCES:
+        origin = REPO / source
+        if origin.is_dir():
+            shutil.copytree(origin, context / source, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(origin, context / source)
+    dist = tmp_path_factory.mktemp("dist")
+    _run([*PIP, "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist), "."], cwd=context)
+    (built,) = dist.glob("talivo_zoom_worker-*.whl")
+    return built
+
+
+@pytest.mark.timeout(300)
+def test_wheel_installs_into_a_clean_venv_and_the_cli_starts(wheel: Path, tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp_path)
+    python = venv / "bin" / "python"
+    _run(
+        [*PIP, "--python", str(python), "install", "--quiet",
+         "--constraint", str(REPO / "constraints.txt"), str(wheel)],
+        cwd=tmp_path,
+    )  # fmt: skip
+    # No PYTHONPATH or checkout on the path: only what the wheel installed can be imported.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+    help_text = _run([str(venv / "bin" / "zoom-worker"), "--help"], cwd=tmp_path, env=env)
+    location = _run(
+        [str(python), "-c", "import worker, migrations; print(worker.__file__)"],
+        cwd=tmp_path,
+        env=env,
+    )
+
+    assert help_text.startswith("usage: zoom-worker")
+    assert "migrate" in help_text
+    assert Path(location.strip()).is_relative_to(venv)
+
+
+def test_wheel_carries_the_migrations_and_type_markers(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+
+    assert [n for n in names if n.startswith("migrations/sql/") and n.endswith(".sql")]
+    assert "worker/py.typed" in names
+    assert not [n for n in names if n.startswith("tests/")]
