@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, Field, PlainSerializer, PlainValidator
@@ -27,8 +27,10 @@ PROVIDER_MAX: Final = 64
 TIMEZONE_MAX: Final = 64
 INT64_MAX: Final = 2**63 - 1  # revisions and meeting ids are stored as Postgres bigint
 
-# One "@" with something on each side and no whitespace: deliverability is the sender's business.
-EMAIL_PATTERN: Final = r"^[^@\s]+@[^@\s]+$"
+# One "@" with something on each side, no whitespace or control characters: deliverability is the
+# sender's business. Controls are spelled out because regex engines disagree on whether \x1c-\x1f
+# are whitespace (Python's re says yes, pydantic's Rust engine no).
+EMAIL_PATTERN: Final = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$"
 
 # RFC 3339 section 5.6 date-time: "T" and "Z" in either case, seconds required, offset required.
 _RFC3339 = re.compile(
@@ -63,6 +65,9 @@ def _iana(value: str) -> str:
 
 
 def _isoformat(value: datetime) -> str:
+    offset = value.utcoffset()
+    if offset is not None and offset % timedelta(minutes=1):
+        value = value.astimezone(UTC)  # RFC 3339 offsets have no seconds (zoneinfo's LMT does)
     return value.isoformat().replace("+00:00", "Z")
 
 

@@ -1,0 +1,148 @@
+"""Hypothesis strategies for valid messages, built from the contract's own limits."""
+
+from __future__ import annotations
+
+import zoneinfo
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from hypothesis import strategies as st
+
+from schemas import (
+    Attendee,
+    EventCreated,
+    EventDeleted,
+    EventUpdated,
+    FailedAction,
+    FailureReason,
+    LinkedAction,
+    MeetingDetails,
+    MeetingFailed,
+    MeetingLinked,
+    Organizer,
+)
+from schemas.fields import INT64_MAX
+
+ZONES = sorted(zoneinfo.available_timezones())
+
+
+# Text without surrogates (not encodable as UTF-8, so never on the wire).
+def texts(min_size: int = 0, max_size: int = 40) -> st.SearchStrategy[str]:
+    return st.text(st.characters(exclude_categories=("Cs",)), min_size=min_size, max_size=max_size)
+
+
+def _email_part() -> st.SearchStrategy[str]:
+    # Anything but "@", whitespace and control characters: the contract's only demands.
+    alphabet = st.characters(
+        exclude_categories=("Cs", "Cc", "Zs", "Zl", "Zp"), exclude_characters="@"
+    )
+    part = st.text(alphabet, min_size=1, max_size=30)
+    return part.filter(lambda s: not any(c.isspace() for c in s))
+
+
+emails = st.builds(lambda local, domain: f"{local}@{domain}", _email_part(), _email_part())
+ids = texts(1, 64)
+event_ids = texts(1, 128)
+revisions = st.integers(0, INT64_MAX)
+
+offsets = st.integers(-(23 * 60 + 59), 23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m)))
+zones = st.one_of(st.just(UTC), offsets, st.sampled_from(ZONES).map(zoneinfo.ZoneInfo))
+times = st.datetimes(
+    min_value=datetime(1900, 1, 1),
+    max_value=datetime(2200, 1, 1),
+    timezones=zones,
+    allow_imaginary=False,
+)
+
+organizers = st.builds(Organizer, user_id=ids, email=emails)
+attendees = st.builds(Attendee, email=emails, name=st.none() | texts(0, 256))
+
+
+def _common() -> dict[str, Any]:
+    return {
+        "schema_version": st.just(1),
+        "message_id": ids,
+        "event_id": event_ids,
+        "revision": revisions,
+        "occurred_at": times,
+        "organizer": organizers,
+    }
+
+
+@st.composite
+def _upsert_fields(draw: st.DrawFn) -> dict[str, Any]:
+    start = draw(times)
+    length = draw(st.integers(1, 24 * 3600 * 1_000_000))
+    return {
+        "title": draw(texts(1, 200)),
+        "description": draw(st.none() | texts(0, 60) | st.just("d" * 2000)),
+        "start": start,
+        "end": start + timedelta(microseconds=length),
+        "timezone": draw(st.sampled_from(ZONES)),
+        "attendees": draw(st.lists(attendees, max_size=4)),
+        "video_conference": draw(st.sampled_from(["zoom", "none", "google_meet"]) | texts(1, 64)),
+    }
+
+
+def _upserts(model: type[EventCreated] | type[EventUpdated]) -> st.SearchStrategy[Any]:
+    return st.builds(
+        lambda common, fields: model(**common, **fields),
+        st.fixed_dictionaries(_common()),
+        _upsert_fields(),
+    )
+
+
+events_created = _upserts(EventCreated)
+events_updated = _upserts(EventUpdated)
+events_deleted = st.builds(EventDeleted, **_common())
+
+meeting_details = st.builds(
+    MeetingDetails,
+    id=st.integers(1, INT64_MAX),
+    join_url=st.builds(lambda n: f"https://us06web.zoom.us/j/{n}", st.integers(1, 10**11)),
+    password=st.none() | texts(0, 10),
+    topic=texts(0, 200),
+    start_time=times,
+    duration=st.integers(1, 1440),
+    timezone=st.none() | st.sampled_from(ZONES),
+)
+
+
+@st.composite
+def meetings_linked(draw: st.DrawFn) -> MeetingLinked:
+    action = draw(st.sampled_from(LinkedAction))
+    details = draw(meeting_details)
+    if action is LinkedAction.CANCELLED:
+        details = MeetingDetails(id=details.id)
+    return MeetingLinked(
+        message_id=draw(ids),
+        correlation_id=draw(ids),
+        event_id=draw(event_ids),
+        revision=draw(revisions),
+        organizer_user_id=draw(ids),
+        action=action,
+        meeting=details,
+        linked_at=draw(times),
+    )
+
+
+meetings_failed = st.builds(
+    MeetingFailed,
+    message_id=ids,
+    correlation_id=ids,
+    event_id=st.none() | event_ids,
+    revision=st.none() | revisions,
+    organizer_user_id=st.none() | ids,
+    action=st.none() | st.sampled_from(FailedAction),
+    reason=st.sampled_from(FailureReason),
+    message=texts(1, 200),
+    retryable=st.booleans(),
+    attempts=st.integers(0, 100),
+    failed_at=times,
+)
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | texts(0, 20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts(0, 10), inner, max_size=4),
+    max_leaves=12,
+)
