@@ -109,6 +109,7 @@ class Probe:
         self.active: set[bytes | None] = set()
         self.overlapping_keys: list[bytes | None] = []
         self.running = 0
+        self.started = 0
         self.peak = 0
 
     def tick(self) -> int:
@@ -120,6 +121,7 @@ class Probe:
             self.overlapping_keys.append(record.key)
         self.active.add(record.key)
         self.running += 1
+        self.started += 1
         self.peak = max(self.peak, self.running)
         start = self.tick()
         try:
