@@ -88,6 +88,7 @@ class ZoomMeetings:
         now: Callable[[], datetime] = _utcnow,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        list_page_size: int = LIST_PAGE_SIZE,
     ) -> None:
         self._http = http
         self._base = api_base_url.rstrip("/")
@@ -99,6 +100,7 @@ class ZoomMeetings:
         self._now = now
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._page_size = list_page_size
 
     # -- operations --------------------------------------------------------------------------
 
@@ -119,7 +121,7 @@ class ZoomMeetings:
     async def list_scheduled_meetings(self, user_id: str) -> list[MeetingSummary]:
         """Every scheduled meeting the user hosts, all pages."""
         found: list[MeetingSummary] = []
-        params = {"type": "scheduled", "page_size": str(LIST_PAGE_SIZE)}
+        params = {"type": "scheduled", "page_size": str(self._page_size)}
         while True:
             page = self._object(
                 LIST, await self._call(LIST, user_id, "/users/me/meetings", params=params)
