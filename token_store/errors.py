@@ -12,8 +12,9 @@
     └── TokenServiceUnavailable     zoom_unavailable, retryable: Zoom OAuth unreachable, timing
                                     out or answering 5xx/429 after retries
 
-Messages never contain a token, an authorization code, a key or a client secret; httpx and
-psycopg errors are translated in ``oauth.py`` and ``store.py`` and chained, not quoted.
+Messages never contain a token, an authorization code, a key or a client secret. httpx errors
+are translated in ``oauth.py`` only, by class name, never quoted. Database errors
+(``psycopg.Error``) are not Zoom's and pass through unchanged for the caller's own retry.
 """
 
 from __future__ import annotations
