@@ -85,7 +85,7 @@ class Engine:
         """Consume until ``stop`` is set (returns) or the processor raises (ProcessorFailed)."""
         started = time.monotonic()
         await self._consumer.start()
-        drained = DrainResult(0, 0)
+        drained, in_flight = DrainResult(0, 0), 0
         try:
             partitions = await self._check_startup()
             self._consumer.subscribe(list(self._settings.topics), listener=_Listener(self))
@@ -100,6 +100,7 @@ class Engine:
                 await self._consume(stop)
             finally:
                 self._running = False
+                in_flight = self._runner.in_flight
                 drained = await self._runner.drain(
                     lambda _: True, self._settings.shutdown_grace_seconds
                 )
@@ -110,6 +111,7 @@ class Engine:
         log.info(
             "engine_stopped",
             reason="processor_failed" if failure else "stop",
+            in_flight=in_flight,
             cancelled=drained.cancelled,
             dropped=drained.dropped,
             seconds=round(time.monotonic() - started, 3),
@@ -245,11 +247,13 @@ class Engine:
         started = time.monotonic()
         self._revoking |= revoked
         drained = DrainResult(0, 0)
+
+        def belongs(record: Record) -> bool:
+            return TopicPartition(record.topic, record.partition) in revoked
+
+        in_flight = self._runner.count(belongs)
         try:
-            drained = await self._runner.drain(
-                lambda r: TopicPartition(r.topic, r.partition) in revoked,
-                self._settings.shutdown_grace_seconds,
-            )
+            drained = await self._runner.drain(belongs, self._settings.shutdown_grace_seconds)
             await self._commit(revoked)
         finally:
             for tp in revoked:
@@ -259,6 +263,7 @@ class Engine:
         log.info(
             "partitions_revoked",
             partitions=_names(revoked),
+            in_flight=in_flight,
             cancelled=drained.cancelled,
             dropped=drained.dropped,
             seconds=round(time.monotonic() - started, 3),

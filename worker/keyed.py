@@ -124,6 +124,10 @@ class KeyedRunner:
                 return DrainResult(cancelled=len(running), dropped=dropped)
             await self.changed()
 
+    def count(self, belongs: Belongs) -> int:
+        """How many unfinished records (running or queued) ``belongs`` matches."""
+        return sum(belongs(record) for lane in self._lanes.values() for record in lane.queue)
+
     def _holding(self, belongs: Belongs) -> bool:
         return any(belongs(record) for lane in self._lanes.values() for record in lane.queue)
 
