@@ -90,7 +90,7 @@ class EventUpsert(_EventFields):
             if end <= start:
                 raise PydanticCustomError("end_before_start", "must be after start")
             if end - start > MAX_DURATION:
-                raise PydanticCustomError("too_long", "must be at most 24 hours after start")
+                raise PydanticCustomError("event_too_long", "must be at most 24 hours after start")
         return end
 
     @property
