@@ -7,7 +7,7 @@ from typing import Any
 import helm_python
 import pytest
 
-from tests.helm.manifests import ALL_ON, find, objects, validate
+from tests.helm.manifests import ALL_ON, NAMESPACE, RELEASE, find, objects, validate
 
 
 @pytest.mark.parametrize("values", [{}, ALL_ON], ids=["defaults", "all-optional-parts-on"])
@@ -126,3 +126,16 @@ def test_standard_labels_on_every_object(chart: helm_python.Chart) -> None:
         assert labels["app.kubernetes.io/instance"] == "zw", manifest["kind"]
         assert labels["app.kubernetes.io/managed-by"] == "Helm", manifest["kind"]
         assert labels["app.kubernetes.io/version"] == "0.1.0", manifest["kind"]
+
+
+def test_install_notes_name_the_secrets_to_create_and_what_is_missing(
+    chart: helm_python.Chart,
+) -> None:
+    notes = chart.render({}, name=RELEASE, namespace=NAMESPACE, is_install=True)[
+        "zoom-worker/templates/NOTES.txt"
+    ]
+
+    assert 'DATABASE_URL: Secret "zw-zoom-worker-secrets", key "DATABASE_URL"' in notes
+    assert "KAFKA_SASL_PASSWORD" not in notes  # PLAINTEXT by default: not read
+    assert "zoom.clientId is empty" in notes
+    assert "kubectl -n calendar rollout status deployment/zw-zoom-worker" in notes
