@@ -14,10 +14,13 @@ from devservices.zoom_emulator import Fault, ZoomEmulator
 from token_store import (
     AccountInactive,
     AuthorizationExpired,
+    KeyRing,
     NotConnected,
+    OAuthRejected,
     TokenServiceUnavailable,
     TokenStore,
     TokenUnreadable,
+    ZoomOAuth,
 )
 
 from .conftest import REDIRECT_URI, connect_new_user, make_oauth
@@ -218,6 +221,23 @@ async def test_zoom_oauth_down_keeps_a_still_valid_token_and_is_retryable_otherw
         await store.get_access_token("u-down")
     assert caught.value.retryable and caught.value.reason == "zoom_unavailable"
     assert await raw_row(pool, "u-down") is not None  # an outage never deletes tokens
+
+
+async def test_wrong_client_credentials_never_delete_tokens(
+    store: TokenStore,
+    zoom: ZoomEmulator,
+    pool: AsyncConnectionPool,
+    keys: KeyRing,
+    http: httpx.AsyncClient,
+) -> None:
+    await connect_new_user(store, zoom, "u-misconfigured")
+    await expire_stored(pool, "u-misconfigured")
+    wrong = ZoomOAuth(http, zoom.oauth_base_url, zoom.api_base_url, "emu-client", "not-it")
+    with pytest.raises(OAuthRejected) as caught:
+        await TokenStore(pool, keys, wrong).get_access_token("u-misconfigured")
+    assert "invalid_client" in str(caught.value) and "not-it" not in str(caught.value)
+    assert await raw_row(pool, "u-misconfigured") is not None
+    assert (await store.get_access_token("u-misconfigured")).user_id == "u-misconfigured"
 
 
 async def test_an_inactive_zoom_user_cannot_connect(store: TokenStore, zoom: ZoomEmulator) -> None:
