@@ -39,6 +39,7 @@ class RateLimits:
         self._lock = threading.Lock()
         self._windows: dict[tuple[str, Category], collections.deque[float]] = {}
         self._daily: dict[tuple[str, date], int] = {}
+        self.refusals: collections.Counter[str] = collections.Counter()  # QPS 429s per account
         self.qps: dict[Plan, dict[Category, int]] = {p: dict(c) for p, c in QPS.items()}
         self.daily_limit = DAILY_CREATE_UPDATE_LIMIT
 
@@ -50,6 +51,7 @@ class RateLimits:
             while window and window[0] <= now - 1.0:
                 window.popleft()
             if len(window) >= limit:
+                self.refusals[account_id] += 1
                 return QpsVerdict(False, limit, 0)
             window.append(now)
             return QpsVerdict(True, limit, limit - len(window))
@@ -70,5 +72,6 @@ class RateLimits:
         with self._lock:
             self._windows.clear()
             self._daily.clear()
+            self.refusals.clear()
             self.qps = {p: dict(c) for p, c in QPS.items()}
             self.daily_limit = DAILY_CREATE_UPDATE_LIMIT

@@ -180,6 +180,10 @@ class ZoomEmulator:
     def set_qps(self, plan: Plan, category: Category, per_second: int) -> None:
         self._world.limits.qps[plan][category] = per_second
 
+    def qps_refusals(self, account_id: str) -> int:
+        """Per-second 429s the account's real limit caused (injected faults not included)."""
+        return self._world.limits.refusals[account_id]
+
     # -- inspection --------------------------------------------------------------------------
 
     def calls(self, endpoint: str) -> int:
