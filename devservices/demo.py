@@ -92,7 +92,7 @@ def story() -> list[Step]:
     ]  # fmt: skip
 
 
-async def _connect(store: TokenStore, zoom: ZoomEmulator, user_id: str, email: str) -> str:
+async def connect_via_oauth(store: TokenStore, zoom: ZoomEmulator, user_id: str, email: str) -> str:
     """The OAuth code flow with PKCE, the user clicking Allow on the emulator."""
     zoom_user = zoom.add_user(email)
     verifier = secrets.token_urlsafe(48)
@@ -110,8 +110,8 @@ async def _run_story(settings: Settings, zoom: ZoomEmulator, bootstrap: str) -> 
     http = app.http_client()
     oauth = ZoomOAuth(http, zoom.oauth_base_url, zoom.api_base_url, CLIENT_ID, CLIENT_SECRET)
     store = TokenStore(pool, settings.key_ring(), oauth)
-    ana = await _connect(store, zoom, "ana", "ana@zoom.example")
-    await _connect(store, zoom, "bruno", "bruno@zoom.example")
+    ana = await connect_via_oauth(store, zoom, "ana", "ana@zoom.example")
+    await connect_via_oauth(store, zoom, "bruno", "bruno@zoom.example")
     print("connected Zoom for ana and bruno through the OAuth code flow (PKCE)")
 
     stop = asyncio.Event()
@@ -139,7 +139,7 @@ async def _run_story(settings: Settings, zoom: ZoomEmulator, bootstrap: str) -> 
     try:
         for step in story():
             if step.title.startswith("Bruno, now"):
-                await _connect(store, zoom, "bruno", "bruno.new@zoom.example")
+                await connect_via_oauth(store, zoom, "bruno", "bruno.new@zoom.example")
             value = step.payload if isinstance(step.payload, bytes) else json.dumps(
                 step.payload
             ).encode()
