@@ -14,7 +14,9 @@ processor fails, then drains, commits and stops the consumer (leaving the group)
   finish, the rest are cancelled (and not committed), then their offsets are committed before
   the rebalance goes on. Assigned partitions start from the committed offsets.
 - The poll path never waits on processing; aiokafka heartbeats in the background. While full,
-  the engine does not poll, so ``max_poll_interval_ms`` must exceed the slowest record.
+  the engine does not poll, so ``max_poll_interval_ms`` must exceed the slowest record, and
+  ``rebalance_timeout_ms`` must exceed ``shutdown_grace_seconds`` (a revoke waits that long;
+  aiokafka defaults it to the session timeout).
 """
 
 from __future__ import annotations

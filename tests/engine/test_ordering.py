@@ -64,15 +64,23 @@ class _Gauged(Probe):
         self.gauge_peak = 0.0
         self.saw_paused = False
         self.consumer: object = None
+        self.topic = ""
+        self.lag_peak = 0.0
 
     async def __call__(self, record: Record) -> None:
         gauge = REGISTRY.get_sample_value("zoom_worker_in_flight") or 0.0
         self.gauge_peak = max(self.gauge_peak, gauge)
+        self.lag_peak = max(self.lag_peak, _lag(self.topic))
         await super().__call__(record)
         consumer_ = self.consumer
         assignment = consumer_.assignment()  # type: ignore[attr-defined]
         if assignment and consumer_.paused() == assignment:  # type: ignore[attr-defined]
             self.saw_paused = True
+
+
+def _lag(topic: str) -> float:
+    labels = ({"topic": topic, "partition": str(p)} for p in range(3))
+    return sum(REGISTRY.get_sample_value("zoom_worker_partition_lag", x) or 0.0 for x in labels)
 
 
 async def test_backlog_never_exceeds_max_in_flight(kafka: KafkaService, unique: str) -> None:
@@ -83,14 +91,15 @@ async def test_backlog_never_exceeds_max_in_flight(kafka: KafkaService, unique: 
     probe = _Gauged(limit)
     stop = asyncio.Event()
     kafka_consumer = consumer(kafka, f"g-{unique}")
-    probe.consumer = kafka_consumer
+    probe.consumer, probe.topic = kafka_consumer, topics[0]
     engine = Engine(
         kafka_consumer,
         probe,
-        EngineSettings(topics, max_in_flight=limit, commit_interval_seconds=5),
+        EngineSettings(topics, max_in_flight=limit, commit_interval_seconds=0.05),
     )
     task = asyncio.create_task(engine.run(stop))
     await eventually(lambda: len(probe.spans) >= total or task.done(), what="all records")
+    await eventually(lambda: _lag(topics[0]) == 0, what="lag back to zero")
     stop.set()
     await task
 
@@ -98,3 +107,4 @@ async def test_backlog_never_exceeds_max_in_flight(kafka: KafkaService, unique: 
     assert probe.peak == limit  # the limit is reached, and never passed
     assert probe.gauge_peak <= limit
     assert probe.saw_paused
+    assert probe.lag_peak > 0  # the backlog showed as lag while it was worked off

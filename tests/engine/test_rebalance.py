@@ -65,3 +65,35 @@ async def test_second_member_joining_mid_stream(kafka: KafkaService, unique: str
     repeats = Counter((r.topic, r.partition, r.offset) for r in first.done + second.done)
     print(f"second member got its partitions after {join_seconds:.2f}s;"
           f" {sum(c - 1 for c in repeats.values())} records processed twice")  # fmt: skip
+
+
+async def test_records_stuck_past_the_grace_period_move_to_the_new_owner(
+    kafka: KafkaService, unique: str
+) -> None:
+    topics = await event_topics(kafka, unique, count=1)
+    per_partition = 10
+    await produce(
+        kafka,
+        [(topics[0], f"k{i}".encode(), b"v", i % 3) for i in range(3 * per_partition)],
+    )
+    stuck, healthy = Probe(sleep=lambda: 3600), Probe()
+    healthy.active, healthy.overlapping_keys = stuck.active, stuck.overlapping_keys
+    settings = EngineSettings(topics, max_in_flight=30, shutdown_grace_seconds=0.3)
+    group, stops = f"g-{unique}", (asyncio.Event(), asyncio.Event())
+    second_consumer = consumer(kafka, group)
+    tasks = [asyncio.create_task(Engine(consumer(kafka, group), stuck, settings).run(stops[0]))]
+    await eventually(lambda: stuck.started == 30, what="the first member full of stuck records")
+    tasks.append(asyncio.create_task(Engine(second_consumer, healthy, settings).run(stops[1])))
+    await eventually(lambda: second_consumer.assignment(), what="the second member's share")
+    owned = {tp.partition for tp in second_consumer.assignment()}
+    await eventually(
+        lambda: len(healthy.done) == per_partition * len(owned), what="the moved records done"
+    )
+    for stop in stops:
+        stop.set()
+    await asyncio.gather(*tasks)
+
+    # Cancelled on revoke, not committed, so the new owner processed them; never both at once.
+    assert {r.partition for r in healthy.done} == owned
+    assert stuck.overlapping_keys == []
+    assert not stuck.spans  # nothing the stuck member held ever counted as done
