@@ -35,7 +35,7 @@ from worker import app
 from worker.config import Settings
 
 REDIRECT_URI = "http://localhost/zoom/callback"
-CLIENT_ID, CLIENT_SECRET = "demo-client", "demo-secret"  # noqa: S105 - the emulator's
+CLIENT_ID, CLIENT_SECRET = "demo-client", "demo-secret"
 
 
 @dataclass(frozen=True)
@@ -140,14 +140,14 @@ async def _run_story(settings: Settings, zoom: ZoomEmulator, bootstrap: str) -> 
         for step in story():
             if step.title.startswith("Bruno, now"):
                 await connect_via_oauth(store, zoom, "bruno", "bruno.new@zoom.example")
-            value = step.payload if isinstance(step.payload, bytes) else json.dumps(
+            value = (
                 step.payload
-            ).encode()
-            key = (
-                step.payload["event_id"].encode() if isinstance(step.payload, dict) else b"bad"
+                if isinstance(step.payload, bytes)
+                else json.dumps(step.payload).encode()
             )
+            key = step.payload["event_id"].encode() if isinstance(step.payload, dict) else b"bad"
             await producer.send_and_wait(topic_of[step.topic], value, key=key)
-            got = await _next_result(results, timeout=30)
+            got = await _next_result(results, within=30)
             outcome = got.get("action") or got.get("reason") or "?"
             meeting = got.get("meeting") or {}
             detail = meeting.get("join_url") or (
@@ -168,8 +168,8 @@ async def _run_story(settings: Settings, zoom: ZoomEmulator, bootstrap: str) -> 
     return ok and not ana_meetings
 
 
-async def _next_result(consumer: AIOKafkaConsumer, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
+async def _next_result(consumer: AIOKafkaConsumer, within: float) -> dict[str, Any]:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         batch = await consumer.getmany(timeout_ms=200, max_records=1)
         for records in batch.values():
@@ -224,4 +224,4 @@ def main(_: Settings, argv: Sequence[str] = ()) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Settings()))
+    sys.exit(main(Settings.model_validate({})))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -86,10 +87,8 @@ async def create_topics(bootstrap_servers: str, names: list[str], partitions: in
     await admin.start()
     try:
         for name in names:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics([NewTopic(name, partitions, 1)])
-            except TopicAlreadyExistsError:
-                pass
         for _ in range(100):
             described = await admin.describe_topics(names)
             if all(t.get("partitions") and not t.get("error_code") for t in described):

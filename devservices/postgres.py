@@ -67,7 +67,7 @@ def embedded_postgres() -> Iterator[PostgresService]:
     bin_dir = _binaries()
     user = _run_as()
     root = tempfile.mkdtemp(prefix="pg-")
-    os.chmod(root, 0o755)
+    os.chmod(root, 0o755)  # noqa: S103 - the postgres system user must traverse it
     data = os.path.join(root, "data")
     os.mkdir(data, 0o700)
     if user:
@@ -107,7 +107,9 @@ def _accepts(url: str) -> bool:
 def create_database(admin_url: str, name: str) -> str:
     """Create an empty database beside ``admin_url`` and return its URL."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     parts = urlsplit(admin_url)
     return urlunsplit(parts._replace(path=f"/{name}"))

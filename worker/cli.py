@@ -19,7 +19,12 @@ from worker.config import ConfigError, Requirement, Settings, load_settings
 EXIT_CONFIG = 2
 
 # One module per command group; adding a group is one line here.
-COMMAND_MODULES = ("worker.commands.core", "worker.commands.dlq", "worker.commands.tokens")
+COMMAND_MODULES = (
+    "worker.commands.core",
+    "worker.commands.dlq",
+    "worker.commands.tokens",
+    "worker.commands.sandbox",
+)
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 Arguments = Callable[[argparse.ArgumentParser], None]

@@ -98,7 +98,9 @@ class Settings(BaseModel):
     def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
             parts = urlsplit(value.get_secret_value())
-            if parts.scheme not in ("postgresql", "postgres") or not (parts.hostname or parts.query):
+            if parts.scheme not in ("postgresql", "postgres") or not (
+                parts.hostname or parts.query
+            ):
                 raise ValueError("must be a postgresql:// URL with a host")
         return value
 

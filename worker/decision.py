@@ -129,7 +129,11 @@ def changed_fields(link: Link, wanted: Wanted) -> frozenset[str]:
 def _tombstone(event: SourceEvent, link: Link | None, state: str) -> Link:
     base = link or Link(event.event_id, event.organizer.user_id, "none", -1)
     return base.evolve(
-        state="deleted" if state == "deleted" else "cancelled" if base.state == "cancelled" else "none",
+        state="deleted"
+        if state == "deleted"
+        else "cancelled"
+        if base.state == "cancelled"
+        else "none",
         seen_revision=event.revision,
         last_message_id=event.message_id,
         last_result=None,

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 
 import uvicorn
-
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -18,7 +17,7 @@ from starlette.types import ASGIApp
 Check = Callable[[], Awaitable[bool]]
 
 
-def health_app(checks: dict[str, Check]) -> Starlette:
+def health_app(checks: Mapping[str, Check]) -> Starlette:
     """``/readyz`` is 200 only when every named check passes; each check must be quick."""
 
     async def healthz(_: Request) -> Response:
@@ -48,19 +47,18 @@ def health_app(checks: dict[str, Check]) -> Starlette:
 
 class _Server(uvicorn.Server):
     # The application owns SIGTERM/SIGINT (graceful drain); uvicorn must not take them over.
-    def capture_signals(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 @contextlib.asynccontextmanager
 async def serving(app: ASGIApp, port: int, host: str = "0.0.0.0") -> AsyncIterator[None]:  # noqa: S104
     """Serve ``app`` on the running loop for the duration of the block."""
-    server = _Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
-    )
+    server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve())
     try:
-        while not server.started and not task.done():
+        while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event
             await asyncio.sleep(0.01)
         if task.done():
             task.result()  # bind errors surface here

@@ -29,7 +29,9 @@ ZOOM_REQUEST_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 ZOOM_RETRIES = Counter(
-    "zoom_worker_zoom_retries_total", "Zoom API retries by endpoint and cause.", ["endpoint", "cause"]
+    "zoom_worker_zoom_retries_total",
+    "Zoom API retries by endpoint and cause.",
+    ["endpoint", "cause"],
 )
 RATE_LIMIT_WAIT_SECONDS = Histogram(
     "zoom_worker_rate_limit_wait_seconds",
@@ -44,5 +46,7 @@ PARTITION_LAG = Gauge(
     ["topic", "partition"],
 )
 DEAD_LETTERED = Counter(
-    "zoom_worker_dead_lettered_total", "Source messages parked in the dead-letter topic.", ["reason"]
+    "zoom_worker_dead_lettered_total",
+    "Source messages parked in the dead-letter topic.",
+    ["reason"],
 )

@@ -136,9 +136,7 @@ class Processor:
             await session.save(stored)
             return
         result = self._linked_result(event, stored, applied.action).to_bytes()
-        await session.save(
-            stored.evolve(last_result=result, last_result_topic=self._topics.linked)
-        )
+        await session.save(stored.evolve(last_result=result, last_result_topic=self._topics.linked))
         self._crash.reached("after_db")
         await self._publisher.publish(self._topics.linked, event.event_id.encode(), result)
         self._crash.reached("after_publish")
@@ -225,7 +223,9 @@ class Processor:
                 value = parse_failed(value).model_copy(update=update).to_bytes()
         await self._publisher.publish(link.last_result_topic, event.event_id.encode(), value)
 
-    async def _reject(self, record: KafkaRecord, kind: EventKind | None, err: ContractError) -> None:
+    async def _reject(
+        self, record: KafkaRecord, kind: EventKind | None, err: ContractError
+    ) -> None:
         """Park the record untouched and, when we know whose event it is, say so."""
         await self._dead_letter(record, FailureReason.INVALID_EVENT.value, str(err))
         ids = salvage_ids(record.value or b"")
@@ -245,9 +245,7 @@ class Processor:
             attempts=1,
             failed_at=self._clock(),
         )
-        await self._publisher.publish(
-            self._topics.failed, ids.event_id.encode(), failed.to_bytes()
-        )
+        await self._publisher.publish(self._topics.failed, ids.event_id.encode(), failed.to_bytes())
         metrics.FAILURES.labels(FailureReason.INVALID_EVENT.value).inc()
 
     async def _dead_letter(self, record: KafkaRecord, reason: str, detail: str) -> None:

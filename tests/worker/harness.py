@@ -126,7 +126,9 @@ class Results:
     def dead_letters(self) -> list[dict[str, bytes]]:
         return [h for t, _, h in self.seen if t == self.topics.dlq]
 
-    async def wait_for(self, event_id: str, count: int, timeout: float = 30) -> list[dict[str, Any]]:
+    async def wait_for(
+        self, event_id: str, count: int, timeout: float = 30
+    ) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             await self._drain()

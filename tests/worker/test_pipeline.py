@@ -38,7 +38,9 @@ def new_event_id() -> str:
 
 
 def actions(results: list[dict[str, object]]) -> list[object]:
-    return [r.get("action") if "action" in r and "reason" not in r else r["reason"] for r in results]
+    return [
+        r.get("action") if "action" in r and "reason" not in r else r["reason"] for r in results
+    ]
 
 
 async def test_an_event_lives_its_whole_life(pipeline: Pipeline) -> None:
@@ -95,7 +97,7 @@ async def test_a_create_after_its_delete_does_nothing(pipeline: Pipeline) -> Non
     await pipeline.results.wait_for(ev, 2)
     late = event(ev, 2, title="Late")
     await pipeline.sender.send("created", late)
-    created, cancelled, answer = await pipeline.results.wait_for(ev, 3)
+    created, _, answer = await pipeline.results.wait_for(ev, 3)
     # The late create is answered with the current truth and changes nothing on Zoom.
     assert answer["correlation_id"] == late["message_id"]
     assert answer["action"] == "cancelled" and answer["revision"] == 3
@@ -195,9 +197,7 @@ async def _quiet(pipeline: Pipeline, event_id: str, quiet: float = 1.5) -> None:
         await pipeline.results.settle(quiet)
 
 
-@settings(
-    max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
-)
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(
     order=st.permutations(["c1", "u2", "n3", "u4", "d5"]),
     with_delete=st.booleans(),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from schemas import LinkedAction
 from worker.decision import Cancel
 from worker.handlers.base import Applied, Step, find_crashed_creates
@@ -16,10 +18,9 @@ async def cancel(decision: Cancel, step: Step) -> Applied:
         else [m.id for m in await find_crashed_creates(step, link)]
     )
     for meeting_id in targets:
-        try:
+        # Already gone on Zoom (deleted by hand) is what we wanted.
+        with contextlib.suppress(MeetingNotFound):
             await step.meetings.delete_meeting(step.user_id, meeting_id)
-        except MeetingNotFound:
-            pass  # already gone on Zoom (deleted by hand): that is what we wanted
     step.crash.reached("after_zoom")
     done = link.evolve(
         state="deleted" if decision.deleted else "cancelled",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from schemas import LinkedAction
 from worker.decision import Create, Wanted
 from worker.handlers.base import Applied, Step, find_crashed_creates, linked, spec_of
@@ -40,10 +42,8 @@ async def _adopt(step: Step, intent: Link, wanted: Wanted) -> Applied | None:
         return None
     keep, extras = found[0], found[1:]
     for extra in extras:
-        try:
+        with contextlib.suppress(MeetingNotFound):
             await step.meetings.delete_meeting(step.user_id, extra.id)
-        except MeetingNotFound:
-            pass
     patch = MeetingPatch(
         topic=wanted.topic,
         agenda=wanted.agenda,
