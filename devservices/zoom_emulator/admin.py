@@ -63,17 +63,23 @@ def routes(world: World, faults: FaultPlan) -> list[Route]:
 
     async def authorize(request: Request) -> Response:
         body = await request.json()
-        code = world.authorize(
-            body["user_id"],
-            body["redirect_uri"],
-            body.get("code_challenge"),
-            body.get("scopes") or DEFAULT_SCOPES,
-        )
+        try:
+            code = world.authorize(
+                body["user_id"],
+                body["redirect_uri"],
+                body.get("code_challenge"),
+                body.get("scopes") or DEFAULT_SCOPES,
+            )
+        except KeyError:
+            return JSONResponse({"error": "no such user"}, 404)
         return JSONResponse({"code": code})
 
     async def grants(request: Request) -> Response:
         body = await request.json()
-        access, refresh = world.grant_tokens(body["user_id"])
+        try:
+            access, refresh = world.grant_tokens(body["user_id"])
+        except KeyError:
+            return JSONResponse({"error": "no such user"}, 404)
         return JSONResponse({"access_token": access, "refresh_token": refresh})
 
     async def expire(request: Request) -> Response:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING, cast
 
 from worker.cli import command
 from worker.config import Settings
+
+if TYPE_CHECKING:
+    from devservices.zoom_emulator.models import Plan
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,16 +71,16 @@ def sandbox(args: argparse.Namespace, _: Settings) -> int:
         print(f"export ZOOM_CLIENT_SECRET={args.client_secret}")
         for email, plan in users:
             user = zoom.add_user(email, plan=plan)
-            print(f"# user {email} ({plan}): zoom user id {user.id}, account {user.account_id}")
+            print(f"# user {email} plan={plan} zoom_user_id={user.id} account_id={user.account_id}")
         print(f"# control and inspection: {zoom.base_url}/_emulator/... (calls, faults, users)")
         print("# Ctrl-C to stop", flush=True)
         zoom.serve_forever()
     return 0
 
 
-def _user_arg(spec: str) -> tuple[str, str]:
+def _user_arg(spec: str) -> tuple[str, Plan]:
     email, _, plan = spec.partition(":")
     plan = plan or "pro"
     if plan not in ("free", "pro", "business") or "@" not in email:
         raise ValueError(f"--user {spec!r}: expected EMAIL[:free|pro|business]")
-    return email, plan
+    return email, cast("Plan", plan)
