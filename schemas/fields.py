@@ -46,15 +46,16 @@ _IANA_ZONES: Final = frozenset(zoneinfo.available_timezones())
 
 def _rfc3339(value: Any) -> datetime:
     # pydantic's own datetime parsing also takes unix numbers, dates and offset-less times.
-    if isinstance(value, datetime):
+    if type(value) is str:  # the JSON case first: it is the hot path
+        if _RFC3339.fullmatch(value):
+            try:
+                return datetime.fromisoformat(value.upper())
+            except ValueError:  # 2025-02-30, or a leap second Python cannot hold
+                pass
+    elif isinstance(value, datetime):
         if value.utcoffset() is None:
             raise PydanticCustomError("rfc3339", "must have a UTC offset")
         return value
-    if isinstance(value, str) and _RFC3339.fullmatch(value):
-        try:
-            return datetime.fromisoformat(value.upper())
-        except ValueError:  # 2024-02-30, or a leap second Python cannot hold
-            pass
     raise PydanticCustomError("rfc3339", "not an RFC 3339 time")
 
 

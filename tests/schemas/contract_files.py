@@ -19,18 +19,20 @@ TOPICS = ("event.created", "event.updated", "event.deleted", "meeting.linked", "
 FORMATS = FormatChecker(["email"])
 
 
-@FORMATS.checks("uri")
 def _uri(value: object) -> bool:
     return not isinstance(value, str) or bool(urlsplit(value).scheme)
 
 
-@FORMATS.checks("date-time", raises=ValueError)
 def _date_time(value: object) -> bool:
     # jsonschema only checks date-time with an optional package; the schema's pattern does the
     # syntax, this catches impossible dates such as 2025-02-30.
     if isinstance(value, str):
         datetime.fromisoformat(value.upper())
     return True
+
+
+FORMATS.checks("uri")(_uri)
+FORMATS.checks("date-time", raises=ValueError)(_date_time)
 
 
 def load(topic: str) -> dict[str, Any]:

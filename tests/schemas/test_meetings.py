@@ -48,7 +48,7 @@ def linked(action: LinkedAction | str, meeting: MeetingDetails) -> MeetingLinked
         event_id="evt-1",
         revision=4,
         organizer_user_id="usr-1",
-        action=action,  # type: ignore[arg-type]
+        action=action,
         meeting=meeting,
         linked_at=AT,
     )
