@@ -9,7 +9,8 @@ Dev-only (tests and the demo import it; production code never does)::
 
 Point the worker at it with ``ZOOM_API_BASE_URL=zoom.api_base_url`` and
 ``ZOOM_OAUTH_BASE_URL=zoom.oauth_base_url``. Another process drives it through ``/_emulator``
-(see :mod:`devservices.zoom_emulator.admin`). Behaviour and its sources: ``README.md`` here.
+(see :mod:`devservices.zoom_emulator.admin`). The Meetings schemas it answers with are
+Zoom's OpenAPI, vendored in ``openapi/`` (source in ``openapi/SOURCE.md``).
 """
 
 from devservices.zoom_emulator.faults import Fault, FaultPlan, parse_fault

@@ -118,7 +118,7 @@ def test_client_credentials_are_checked(
     _, refresh = zoom.grant_tokens(ana.id)
     answer = http.post(
         "/oauth/token",
-        auth=auth,
+        auth=auth if auth else httpx.USE_CLIENT_DEFAULT,
         data={"grant_type": "refresh_token", "refresh_token": refresh},
     )
     assert answer.status_code == 401
