@@ -137,7 +137,7 @@ def test_failed_writes_unknown_ids_as_null() -> None:
         action=None,
         reason=FailureReason.INVALID_EVENT,
         message=SENTENCES[FailureReason.INVALID_EVENT],
-        correlation_id="event.created:3:18842",
+        correlation_id="event.created/3/18842",
     )
     document = json.loads(message.to_bytes())
     assert {k: document[k] for k in ("event_id", "revision", "organizer_user_id", "action")} == {
