@@ -150,7 +150,7 @@ class Engine:
                 room = self._settings.max_in_flight - self._runner.in_flight
                 if room > 0:
                     self._resume_all()
-                    self._take(await self._fetch(room, interrupts))
+                    await self._fetch(room, interrupts)
                 else:
                     self._pause_all()
                     freed = asyncio.ensure_future(self._runner.changed())
@@ -168,27 +168,32 @@ class Engine:
             for waiter in interrupts:
                 waiter.cancel()
 
-    async def _fetch(
-        self, room: int, interrupts: set[asyncio.Future[Any]]
-    ) -> dict[TopicPartition, list[Any]]:
-        """One getmany, abandoned early on stop or failure (it waits out rebalances)."""
-        fetch = asyncio.ensure_future(
-            self._consumer.getmany(timeout_ms=int(_POLL_SECONDS * 1000), max_records=room)
-        )
+    async def _fetch(self, room: int, interrupts: set[asyncio.Future[Any]]) -> None:
+        """Take up to ``room`` records; abandoned early on stop or failure.
+
+        getmany waits out a rebalance, so it runs in a task that the interrupts can cancel.
+        The records are taken inside that task, in the same step getmany hands them out:
+        taken later, a revoke could run in between and miss them.
+        """
+
+        async def fetch_and_take() -> None:
+            self._take(
+                await self._consumer.getmany(timeout_ms=int(_POLL_SECONDS * 1000), max_records=room)
+            )
+
+        fetch = asyncio.ensure_future(fetch_and_take())
         await asyncio.wait({fetch, *interrupts}, return_when=asyncio.FIRST_COMPLETED)
         if not fetch.done():
-            # Safe: getmany hands out records only after its last await.
+            # Safe: getmany gives records out only after its last await.
             fetch.cancel()
             await asyncio.wait({fetch})
-        if fetch.cancelled():
-            return {}
-        batch: dict[TopicPartition, list[Any]] = fetch.result()
-        return batch
+        if not fetch.cancelled():
+            fetch.result()  # raises Kafka's fatal errors
 
     def _take(self, batch: dict[TopicPartition, list[Any]]) -> None:
         for tp, consumed in batch.items():
             if tp in self._revoking:
-                continue  # never committed, so the new owner reads them
+                continue  # cannot happen (see _fetch); if it did: not taken, not committed
             tracker = self._trackers.setdefault(tp, OffsetTracker())
             for message in consumed:
                 tracker.take(message.offset)
@@ -228,7 +233,9 @@ class Engine:
                 log.warning("commit_failed", error=type(exc).__name__, partitions=_names(offsets))
                 return
             for tp, offset in offsets.items():
-                self._trackers[tp].mark_committed(offset)
+                tracker = self._trackers.get(tp)
+                if tracker is not None:
+                    tracker.mark_committed(offset)
 
     async def _update_lag(self) -> None:
         for tp in self._consumer.assignment():
