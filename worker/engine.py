@@ -80,15 +80,15 @@ class Engine:
 
     @property
     def running(self) -> bool:
-        """True from joining the group until shutdown begins."""
+        """True from subscribing (the group join may still be under way) until shutdown."""
         return self._running
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set (returns) or the processor raises (ProcessorFailed)."""
         started = time.monotonic()
-        await self._consumer.start()
         drained, in_flight = DrainResult(0, 0), 0
         try:
+            await self._consumer.start()
             partitions = await self._check_startup()
             self._consumer.subscribe(list(self._settings.topics), listener=_Listener(self))
             self._running = True
