@@ -13,7 +13,15 @@ from devservices import KafkaService
 from devservices.demo import connect_via_oauth
 from devservices.kafka import create_topics
 from devservices.zoom_emulator import ZoomEmulator
-from tests.worker.harness import PARTITIONS, Results, Sender, Topics, WorkerProcess
+from tests.worker.harness import (
+    PARTITIONS,
+    Results,
+    Sender,
+    Topics,
+    WorkerProcess,
+    processed,
+    until,
+)
 from token_store import KeyRing, TokenStore, ZoomOAuth
 from token_store.crypto import generate_key
 from worker.app import http_client
@@ -37,9 +45,15 @@ class Pipeline:
     results: Results
     sender: Sender
     zoom_users: dict[str, str]
+    port: int = 0
 
-    def worker(self) -> WorkerProcess:
-        return WorkerProcess(self.env)
+    def worker(self, **extra_env: str) -> WorkerProcess:
+        return WorkerProcess({**self.env, **extra_env})
+
+    async def drained(self, worker_port: int, timeout: float = 30) -> None:
+        """Wait until the worker on ``worker_port`` has finished every message sent."""
+        url = f"http://127.0.0.1:{worker_port}/metrics"
+        await until(lambda: processed(url) >= self.sender.sent, timeout=timeout)
 
     async def connect(self, user_id: str, email: str | None = None) -> str:
         zoom_user = await connect_via_oauth(

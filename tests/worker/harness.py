@@ -149,6 +149,7 @@ class Sender:
     def __init__(self, bootstrap: str, topics: Topics) -> None:
         self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
         self.topics = topics
+        self.sent = 0
 
     async def start(self) -> None:
         await self._producer.start()
@@ -162,6 +163,7 @@ class Sender:
         await self._producer.send_and_wait(
             getattr(self.topics, kind), value, key=k.encode() if k else None
         )
+        self.sent += 1
 
     async def send_all(self, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
         for kind, body in items:
@@ -205,6 +207,20 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait(10)
+
+
+def processed(metrics_url: str) -> int:
+    """Source messages the worker has finished, from its own ``/metrics``."""
+    import httpx
+
+    text = httpx.get(metrics_url, timeout=2).text
+    return int(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("zoom_worker_messages_total{")
+        )
+    )
 
 
 async def until(predicate: Any, timeout: float = 30, interval: float = 0.1) -> None:

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devservices import KafkaService
+from devservices._process import free_port
 from devservices.zoom_emulator import ZoomEmulator
 from tests.worker.conftest import Pipeline, make_pipeline
 from tests.worker.harness import event
@@ -24,7 +25,10 @@ async def pipeline(
     prefix = f"p-{uuid.uuid4().hex[:8]}"
     async for p in make_pipeline(kafka, database_url, zoom, prefix, f"g-{prefix}"):
         await p.connect("ana")
-        worker = p.worker()
+        # Ana makes far more meetings than a real host's 100 a day; that limit has its own test.
+        zoom.daily_limit = 100_000
+        p.port = free_port()
+        worker = p.worker(HTTP_PORT=str(p.port))
         worker.start()
         try:
             yield p
@@ -79,6 +83,7 @@ async def test_an_update_before_its_create_creates_and_the_late_create_is_stale(
 ) -> None:
     ev = new_event_id()
     await pipeline.sender.send("updated", event(ev, 2, title="Second"))
+    await pipeline.results.wait_for(ev, 1)
     await pipeline.sender.send("created", event(ev, 1, title="First"))
     first, second = await pipeline.results.wait_for(ev, 2)
     assert first["action"] == "created" and first["revision"] == 2
@@ -109,8 +114,10 @@ async def test_a_delete_first_leaves_nothing_to_create(pipeline: Pipeline) -> No
     ev = new_event_id()
     before = len(pipeline.zoom.meetings(pipeline.zoom_users["ana"]))
     await pipeline.sender.send("deleted", event(ev, 2, deleted=True))
+    await pipeline.drained(pipeline.port)
     await pipeline.sender.send("created", event(ev, 1))
-    await pipeline.results.settle(3.0)
+    await pipeline.drained(pipeline.port)
+    await pipeline.results.settle(0.5)
     assert pipeline.results.for_event(ev) == []
     assert len(pipeline.zoom.meetings(pipeline.zoom_users["ana"])) == before
 
@@ -145,6 +152,7 @@ async def test_editing_a_meeting_another_zoom_account_hosts_fails_not_host(
     await pipeline.results.wait_for(ev, 1)
     await pipeline.connect("bruno")  # reconnects with a different Zoom account
     await pipeline.sender.send("updated", event(ev, 2, organizer="bruno", title="New title"))
+    await pipeline.results.wait_for(ev, 2)
     await pipeline.sender.send("deleted", event(ev, 3, organizer="bruno", deleted=True))
     _, update, cancel = await pipeline.results.wait_for(ev, 3)
     assert (update["reason"], update["action"]) == ("not_meeting_host", "update")
@@ -189,14 +197,6 @@ async def test_bad_input_is_parked_and_reported(pipeline: Pipeline) -> None:
         )
 
 
-async def _quiet(pipeline: Pipeline, event_id: str, quiet: float = 1.5) -> None:
-    """Wait until no new result for the event has arrived for ``quiet`` seconds."""
-    count = -1
-    while count != len(pipeline.results.for_event(event_id)):
-        count = len(pipeline.results.for_event(event_id))
-        await pipeline.results.settle(quiet)
-
-
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(
     order=st.permutations(["c1", "u2", "n3", "u4", "d5"]),
@@ -208,20 +208,16 @@ async def test_any_arrival_order_ends_in_the_highest_revision(
 ) -> None:
     ev = new_event_id()
     bodies = {
-        "c1": ("created", event(ev, 1)),
-        "u2": ("updated", event(ev, 2, title="two")),
+        "c1": ("created", event(ev, 1, title=f"{ev} one")),
+        "u2": ("updated", event(ev, 2, title=f"{ev} two")),
         "n3": ("updated", event(ev, 3, video="none")),
-        "u4": ("updated", event(ev, 4, title="four")),
+        "u4": ("updated", event(ev, 4, title=f"{ev} four")),
         "d5": ("deleted", event(ev, 5, deleted=True)),
     }
     names = [n for n in order if with_delete or n != "d5"]
     sequence = [bodies[n] for n in names] + [bodies[names[i]] for i in dupes]
     await pipeline.sender.send_all(sequence)
-    await pipeline.results.wait_for(ev, 1)
-    await _quiet(pipeline, ev)
-    ids = {r["meeting"]["id"] for r in pipeline.results.for_event(ev) if r.get("meeting")}
-    alive = [m for m in pipeline.zoom.meetings(pipeline.zoom_users["ana"]) if m.id in ids]
-    if with_delete:
-        assert alive == []
-    else:
-        assert [m.topic for m in alive] == ["four"]
+    await pipeline.drained(pipeline.port)
+    alive = [m.topic for m in pipeline.zoom.meetings(pipeline.zoom_users["ana"])
+             if m.topic.startswith(ev)]  # fmt: skip
+    assert alive == ([] if with_delete else [f"{ev} four"])
