@@ -72,6 +72,7 @@ class Settings(BaseModel):
     kafka_ssl_cafile: str | None = Field(None, alias="KAFKA_SSL_CAFILE")
     # Brokers without InitProducerId (Tansu) need this off; real Kafka keeps it on.
     kafka_enable_idempotence: bool = Field(True, alias="KAFKA_ENABLE_IDEMPOTENCE")
+    kafka_session_timeout_ms: int = Field(10_000, alias="KAFKA_SESSION_TIMEOUT_MS", ge=1000)
     database_url: SecretStr | None = Field(None, alias="DATABASE_URL")
     token_encryption_keys: SecretStr | None = Field(None, alias="TOKEN_ENCRYPTION_KEYS")
     zoom_client_id: str | None = Field(None, alias="ZOOM_CLIENT_ID")

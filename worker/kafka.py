@@ -44,6 +44,8 @@ def consumer(settings: Settings, *, group_id: str | None = None) -> AIOKafkaCons
         auto_offset_reset="earliest",
         partition_assignment_strategy=(RangePartitionAssignor,),
         max_poll_records=500,
-        session_timeout_ms=10_000,
-        heartbeat_interval_ms=1_000,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=max(100, settings.kafka_session_timeout_ms // 10),
+        # A revoke may wait out the shutdown grace before the group goes on.
+        rebalance_timeout_ms=int((settings.shutdown_grace_seconds + 10) * 1000),
     )

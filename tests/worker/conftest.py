@@ -83,6 +83,7 @@ async def make_pipeline(
         "LOG_LEVEL": "INFO",
         "ZOOM_RETRY_BUDGET_SECONDS": "2",
         "SHUTDOWN_GRACE_SECONDS": "10",
+        "KAFKA_SESSION_TIMEOUT_MS": "3000",
     }
     pool: AsyncConnectionPool[AsyncConnection] = AsyncConnectionPool(database_url, open=False)
     await pool.open()
