@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "worker.commands.dlq",
     "worker.commands.tokens",
     "worker.commands.sandbox",
+    "worker.commands.serve",
 )
 
 Handler = Callable[[argparse.Namespace, Settings], int]

@@ -35,16 +35,28 @@ EXAMPLES: dict[str, str] = {
     "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
     "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
     "MAX_IN_FLIGHT": "64",
+    "SERVE_PORT": "8000",
+    "CONNECT_TICKET_SECRET": "<32+ random bytes, base64; shared with Talivo's backend>",
+    "CONNECT_RETURN_URL_ALLOWLIST": "https://app.talivo.com/settings/,https://talivo.com",
+    "ZOOM_WEBHOOK_SECRET_TOKEN": "<from the Zoom app's Feature page>",
+    "ZOOM_REDIRECT_URI": "https://zoom.talivo.com/zoom/callback",
 }
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
 
-Requirement = Literal["kafka", "database", "keys", "zoom"]
+Requirement = Literal["kafka", "database", "keys", "zoom", "serve", "ticket"]
 REQUIRED_BY: dict[Requirement, tuple[str, ...]] = {
     "kafka": ("KAFKA_BOOTSTRAP_SERVERS",),
     "database": ("DATABASE_URL",),
     "keys": ("TOKEN_ENCRYPTION_KEYS",),
     "zoom": ("ZOOM_CLIENT_ID", "ZOOM_CLIENT_SECRET"),
+    "serve": (
+        "CONNECT_TICKET_SECRET",
+        "CONNECT_RETURN_URL_ALLOWLIST",
+        "ZOOM_WEBHOOK_SECRET_TOKEN",
+        "ZOOM_REDIRECT_URI",
+    ),
+    "ticket": ("CONNECT_TICKET_SECRET",),
 }
 
 
@@ -86,6 +98,12 @@ class Settings(BaseModel):
     shutdown_grace_seconds: float = Field(25.0, alias="SHUTDOWN_GRACE_SECONDS", gt=0)
     zoom_retry_budget_seconds: float = Field(30.0, alias="ZOOM_RETRY_BUDGET_SECONDS", gt=0)
     token_refresh_margin_seconds: float = Field(300.0, alias="TOKEN_REFRESH_MARGIN_SECONDS", ge=0)
+    # The connect side (``zoom-worker serve``, worker/web/).
+    serve_port: int = Field(8000, alias="SERVE_PORT", ge=0, le=65535)
+    connect_ticket_secret: SecretStr | None = Field(None, alias="CONNECT_TICKET_SECRET")
+    connect_return_url_allowlist: str = Field("", alias="CONNECT_RETURN_URL_ALLOWLIST")
+    zoom_webhook_secret_token: SecretStr | None = Field(None, alias="ZOOM_WEBHOOK_SECRET_TOKEN")
+    zoom_redirect_uri: str | None = Field(None, alias="ZOOM_REDIRECT_URI")
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod
@@ -119,6 +137,30 @@ class Settings(BaseModel):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http(s):// URL")
         return value.rstrip("/")
+
+    @field_validator("connect_ticket_secret")
+    @classmethod
+    def _ticket_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes long")
+        return value
+
+    @field_validator("connect_return_url_allowlist")
+    @classmethod
+    def _allowlist(cls, value: str) -> str:
+        from worker.web.return_urls import ReturnUrlAllowlist
+
+        ReturnUrlAllowlist.parse(value)  # raises ValueError naming the bad entry
+        return value
+
+    @field_validator("zoom_redirect_uri")
+    @classmethod
+    def _redirect_uri(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+                raise ValueError("must be an http(s):// URL without a fragment")
+        return value
 
     @property
     def event_topics(self) -> tuple[str, str, str]:
