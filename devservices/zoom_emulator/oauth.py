@@ -66,7 +66,9 @@ def routes(world: World) -> list[Route]:
         return JSONResponse({"status": "success"})
 
     async def authorize(request: Request) -> Response:
-        """No browser here: ``login`` (email or user id) names who clicks Allow.
+        """No browser here: ``login`` (email or user id) names who is signed in, and
+        ``decision`` (``allow``, the default, or ``deny``) what they click. Deny sends the
+        browser back with ``error=access_denied`` (and the state), as Zoom does.
 
         Without ``login`` the only user of the emulator is assumed.
         """
@@ -79,6 +81,10 @@ def routes(world: World) -> list[Route]:
             users = [u for u in world.users.values() if login is None or login in (u.id, u.email)]
         if len(users) != 1:
             return PlainTextResponse("Choose a user with login=<email or id>", 400)
+        separator = "&" if "?" in redirect_uri else "?"
+        if q.get("decision", "allow") == "deny":
+            denied = {"error": "access_denied"} | ({"state": q["state"]} if "state" in q else {})
+            return RedirectResponse(f"{redirect_uri}{separator}{urlencode(denied)}", 302)
         challenge = q.get("code_challenge")
         if challenge is not None and q.get("code_challenge_method", "plain") != "S256":
             return PlainTextResponse("Only S256 code challenges are supported", 400)
@@ -86,7 +92,6 @@ def routes(world: World) -> list[Route]:
             users[0].id, redirect_uri, challenge, q.get("scope") or DEFAULT_SCOPES
         )
         query = {"code": code} | ({"state": q["state"]} if "state" in q else {})
-        separator = "&" if "?" in redirect_uri else "?"
         return RedirectResponse(f"{redirect_uri}{separator}{urlencode(query)}", 302)
 
     return [

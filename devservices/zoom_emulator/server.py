@@ -8,9 +8,12 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from types import TracebackType
+from typing import Any
 
+import httpx
 import uvicorn
 
+from devservices.zoom_emulator import webhooks
 from devservices.zoom_emulator.app import EmulatorApp
 from devservices.zoom_emulator.faults import Fault, FaultPlan
 from devservices.zoom_emulator.limits import Category
@@ -162,6 +165,25 @@ class ZoomEmulator:
     def issued_secrets(self) -> list[str]:
         """Every access/refresh token, code and start_url issued, for log-leak scans."""
         return self._world.issued_secrets()
+
+    # -- webhooks ----------------------------------------------------------------------------
+
+    async def send_webhook(
+        self,
+        url: str,
+        event: str,
+        payload: dict[str, Any],
+        secret_token: str,
+        *,
+        timestamp: float | None = None,
+    ) -> httpx.Response:
+        """POST ``event`` to ``url`` signed as Zoom signs it (``x-zm-signature``,
+        ``x-zm-request-timestamp``); ``timestamp`` (Unix seconds) defaults to now."""
+        return await webhooks.send_webhook(url, event, payload, secret_token, timestamp=timestamp)
+
+    async def validate_webhook_endpoint(self, url: str, secret_token: str) -> bool:
+        """Zoom's ``endpoint.url_validation`` challenge; True when ``url`` answers it right."""
+        return await webhooks.validate_endpoint(url, secret_token)
 
     # -- limits ------------------------------------------------------------------------------
 
