@@ -139,6 +139,15 @@ class Results:
             f"expected {count} results for {event_id}, got {self.for_event(event_id)}"
         )
 
+    async def until(self, predicate: Any, timeout: float = 60) -> None:
+        """Keep reading results until ``predicate()`` holds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            await self._drain()
+            if predicate():
+                return
+        raise AssertionError("condition on results not met in time")
+
     async def settle(self, seconds: float = 1.0) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
