@@ -20,6 +20,11 @@ from devservices import KafkaService, PostgresService
 async def test_broker_round_trip_with_group_commit(
     kafka: KafkaService, topic: str, unique: str
 ) -> None:
+    await round_trip(kafka, topic, unique)
+
+
+async def round_trip(kafka: KafkaService, topic: str, unique: str) -> None:
+    """Produce, consume in a group, commit, and re-read from the committed offset."""
     producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
     await producer.start()
     try:
@@ -93,3 +98,22 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+async def test_explicit_environment_wins(
+    kafka: KafkaService,
+    postgres: PostgresService,
+    monkeypatch: pytest.MonkeyPatch,
+    topic: str,
+    unique: str,
+) -> None:
+    from devservices import kafka_service, postgres_service
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap_servers)
+    monkeypatch.setenv("DATABASE_URL", postgres.url)
+    with kafka_service() as k, postgres_service() as p:
+        assert (k.source, p.source) == ("env", "env")
+        assert k.pid is None and p.pid is None  # nothing of ours started
+        await round_trip(k, topic, f"env-{unique}")
+        with psycopg.connect(p.url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
