@@ -40,6 +40,8 @@ async def round_trip(kafka: KafkaService, topic: str, unique: str) -> None:
             group_id=f"g-{unique}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            session_timeout_ms=2000,  # Tansu takes about half of it to form a group
+            heartbeat_interval_ms=200,
         )
         await consumer.start()
         try:
