@@ -27,8 +27,11 @@ RESULTS = Path(__file__).parent / "results" / "latest.json"
 def _args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--messages", type=int, default=3000, help="worker backlog per latency")
-    p.add_argument("--naive", default="0:600,50:300,200:100",
-                   help="naive backlog per latency, latency_ms:messages,...")
+    p.add_argument(
+        "--naive",
+        default="0:600,50:300,200:100",
+        help="naive backlog per latency, latency_ms:messages,...",
+    )
     p.add_argument("--latencies", default="0,50,200", help="Zoom latencies in ms")
     p.add_argument("--max-in-flight", type=int, default=128)
     p.add_argument("--users", type=int, default=200)

@@ -10,6 +10,7 @@ It keeps no revisions and runs nothing concurrently. SIGTERM stops it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -66,10 +67,8 @@ async def handle(
     if not isinstance(event, EventUpsert) or not event.wants_zoom:
         if row is None:
             return None
-        try:
+        with contextlib.suppress(MeetingNotFound):
             await zoom.delete_meeting(user, row[0])
-        except MeetingNotFound:
-            pass
         await conn.execute("DELETE FROM bench_naive_links WHERE event_id = %s", (event.event_id,))
         return LinkedAction.CANCELLED, row[0], None
     spec = spec_of(event)

@@ -20,7 +20,8 @@ def _ok(checks: dict[str, Any]) -> str:
 def table(out: dict[str, Any]) -> str:
     m, s = out["machine"], out["setup"]
     lines = [
-        f"\nmachine: {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}, {m['platform']}",
+        f"\nmachine: {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}, "
+        f"{m['platform']}",
         f"setup: MAX_IN_FLIGHT={s['max_in_flight']} (DB pool {s['db_pool']}), "
         f"{s['partitions']} partitions, {s['organizers']} organizers in {s['zoom_accounts']} "
         f"Zoom accounts ({s['plan']}), daily limit {s['daily_limit']}",

@@ -25,7 +25,7 @@ def _zoom_latency(stack: Stack, ms: float) -> None:
 
 async def _backlog_run(
     stack: Stack, kind: str, count: int, latency_ms: float, env: dict[str, str],
-    timeout: float, profile: str | None = None,
+    timeout: float, profile: str | None = None,  # noqa: ASYNC109
 ) -> tuple[Measured, dict[str, Any]]:  # fmt: skip
     prefix = _prefix(f"{kind}{int(latency_ms)}")
     await stack.create_topics(prefix)
@@ -72,7 +72,9 @@ async def throughput(
     return {"rows": rows}
 
 
-async def cpu(stack: Stack, worker_row: dict[str, Any], bare_n: int, env: dict[str, str]) -> dict[str, Any]:
+async def cpu(
+    stack: Stack, worker_row: dict[str, Any], bare_n: int, env: dict[str, str]
+) -> dict[str, Any]:
     _, bare = await _backlog_run(stack, "bare", bare_n, 0, env, 120)
     ratio = worker_row["cpu_ms_per_event"] / max(bare["cpu_ms_per_event"], 1e-9)
     print(f"  cpu: worker {worker_row['cpu_ms_per_event']} ms/event, bare loop "
@@ -80,8 +82,10 @@ async def cpu(stack: Stack, worker_row: dict[str, Any], bare_n: int, env: dict[s
     return {"worker": worker_row, "bare": bare, "ratio": round(ratio, 2)}
 
 
-async def memory(stack: Stack, count: int, env: dict[str, str], timeout: float) -> dict[str, Any]:
-    run, row = await _backlog_run(stack, "worker", count, 0, env, timeout)
+async def memory(
+    stack: Stack, count: int, env: dict[str, str], budget_seconds: float
+) -> dict[str, Any]:
+    run, row = await _backlog_run(stack, "worker", count, 0, env, budget_seconds)
     step = max(1, len(run.rss_mb) // 12)
     row["rss_mb_by_handled"] = [(h, round(mb, 1)) for h, mb in run.rss_mb[::step]]
     print(f"  memory: {count} messages, peak RSS {row['peak_rss_mb']} MB", flush=True)
@@ -136,17 +140,14 @@ async def _fair_run(
 
     sender = asyncio.create_task(traffic())
     try:
-        expected = backlog + int(rate * seconds) + 1
-        try:
-            run = await measure(stack, prefix, "worker", expected, extra_env=env,
-                                timeout=seconds + 90)  # fmt: skip
-        except TimeoutError:
-            run = None
+        expected = backlog + int(rate * seconds)
+        run = await measure(
+            stack, prefix, "worker", expected, extra_env=env, timeout=seconds + 60,
+            partial_ok=True,
+        )  # fmt: skip
         await sender
     finally:
         _zoom_latency(stack, 0)
-    if run is None:
-        return {"error": "timeout"}
     sent_at = {m.message_id: at for m, at in paced}
     latencies = []
     handled = 0
@@ -154,6 +155,10 @@ async def _fair_run(
         if r.value and r.value.get("correlation_id") in sent_at:
             handled += 1
             latencies.append(r.timestamp_ms - sent_at[r.value["correlation_id"]] * 1000)
+    # Still unanswered at the end: counted with their age so far (a lower bound).
+    answered = {r.value.get("correlation_id") for r in run.results if r.value}
+    now_ms = time.time() * 1000
+    latencies += [now_ms - at * 1000 for mid, at in sent_at.items() if mid not in answered]
     return {"hot_backlog": backlog, "others_sent": len(paced), "others_results": handled,
             "others_e2e_ms": summary(latencies), "seconds": round(run.seconds, 1)}  # fmt: skip
 

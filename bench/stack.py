@@ -95,7 +95,7 @@ def stack() -> Iterator[Stack]:
         # The emulator's listening socket lacks TCP_NODELAY (made with proto 0, so asyncio does
         # not set it on accepted sockets): every keep-alive request then waits ~40 ms for a
         # delayed ACK. Accepted sockets inherit the option on Linux. (Reported to the lead.)
-        listening = zoom._sock  # noqa: SLF001
+        listening = zoom._sock
         if listening is not None:
             listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         dsn = create_database(postgres.url, f"zoom_bench_{secrets.token_hex(3)}")
