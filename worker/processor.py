@@ -103,12 +103,19 @@ class Processor:
             self._done(record, "invalid", started, reason=str(err))
             return
         async with self._links.guard(event.event_id) as session:
-            outcome = await self._apply(record, event, session)
-        self._done(record, outcome, started, event=event)
+            link = await session.get()
+            decision = decide(event, link)
+            outcome = await self._apply(record, event, link, decision, session)
+        self._done(record, outcome, started, event=event, action=type(decision).__name__.lower())
 
-    async def _apply(self, record: KafkaRecord, event: SourceEvent, session: LinkSession) -> str:
-        link = await session.get()
-        decision = decide(event, link)
+    async def _apply(
+        self,
+        record: KafkaRecord,
+        event: SourceEvent,
+        link: Link | None,
+        decision: Decision,
+        session: LinkSession,
+    ) -> str:
         if isinstance(decision, Republish):
             await self._republish(event, decision.link)
             return "stale"
@@ -268,6 +275,7 @@ class Processor:
         started: float,
         *,
         event: SourceEvent | None = None,
+        action: str | None = None,
         reason: str | None = None,
     ) -> None:
         seconds = time.monotonic() - started
@@ -280,6 +288,7 @@ class Processor:
             offset=record.offset,
             event_id=event.event_id if event else None,
             revision=event.revision if event else None,
+            action=action,
             outcome=outcome,
             problem=reason,
             duration_ms=round(seconds * 1000, 1),
