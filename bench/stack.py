@@ -92,12 +92,6 @@ def stack() -> Iterator[Stack]:
         postgres = stack.enter_context(postgres_service())
         zoom = stack.enter_context(ZoomEmulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET))
         zoom.daily_limit = 10**9
-        # The emulator's listening socket lacks TCP_NODELAY (made with proto 0, so asyncio does
-        # not set it on accepted sockets): every keep-alive request then waits ~40 ms for a
-        # delayed ACK. Accepted sockets inherit the option on Linux. (Reported to the lead.)
-        listening = zoom._sock
-        if listening is not None:
-            listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         dsn = create_database(postgres.url, f"zoom_bench_{secrets.token_hex(3)}")
         migrations.apply(dsn)
         yield Stack(kafka.bootstrap_servers, kafka.supports_idempotence, dsn, zoom,

@@ -49,8 +49,12 @@ class ZoomEmulator:
     # -- lifetime ----------------------------------------------------------------------------
 
     def start(self) -> ZoomEmulator:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only for TCP
+        # listeners it recognises; without it every keep-alive request waits ~40 ms on a
+        # delayed ACK, which real Zoom does not.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((self._host, self._port))
         self._sock = sock
         config = uvicorn.Config(
