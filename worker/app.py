@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from token_store import TokenStore, ZoomOAuth
 from worker import kafka
+from worker.admission import Admission
 from worker.config import Settings
 from worker.crashpoints import CrashPoints
 from worker.engine import Engine, EngineSettings
@@ -91,13 +92,16 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
             meetings=meetings,
             publisher=KafkaPublisher(producer),
             crash=CrashPoints.from_env(),
+            admission=Admission(settings.max_in_flight, settings.max_in_flight_per_organizer),
         )
         engine = Engine(
             kafka.consumer(settings),
             processor,
             EngineSettings(
                 topics=settings.event_topics,
-                max_in_flight=settings.max_in_flight,
+                # Taken but waiting for admission costs only memory: buffer more than we run,
+                # so one organizer's backlog cannot starve the others.
+                max_in_flight=max(settings.max_buffered, settings.max_in_flight),
                 shutdown_grace_seconds=settings.shutdown_grace_seconds,
             ),
         )

@@ -95,6 +95,8 @@ class Settings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
     log_format: Literal["json", "console"] = Field("json", alias="LOG_FORMAT")
     max_in_flight: int = Field(64, alias="MAX_IN_FLIGHT", ge=1, le=10_000)
+    max_in_flight_per_organizer: int = Field(8, alias="MAX_IN_FLIGHT_PER_ORGANIZER", ge=1)
+    max_buffered: int = Field(1024, alias="MAX_BUFFERED_MESSAGES", ge=1, le=1_000_000)
     shutdown_grace_seconds: float = Field(25.0, alias="SHUTDOWN_GRACE_SECONDS", gt=0)
     zoom_retry_budget_seconds: float = Field(30.0, alias="ZOOM_RETRY_BUDGET_SECONDS", gt=0)
     token_refresh_margin_seconds: float = Field(300.0, alias="TOKEN_REFRESH_MARGIN_SECONDS", ge=0)

@@ -69,9 +69,17 @@ class PostgresLinkStore:
     async def guard(self, event_id: str) -> AsyncIterator[LinkSession]:
         async with self._pool.connection() as conn:
             await conn.set_autocommit(True)
-            await conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 7))", (event_id,))
+            # Lock and first read in one round trip: the read happens once the lock is held.
+            cursor = await conn.execute(
+                f"SELECT {', '.join('l.' + c for c in _COLUMNS)} FROM "
+                "(SELECT pg_advisory_lock(hashtextextended(%s, 7))) AS locked "
+                "LEFT JOIN event_links l ON l.event_id = %s",
+                (event_id, event_id),
+            )
+            row = await cursor.fetchone()
+            first = Link(*row) if row is not None and row[0] is not None else None
             try:
-                yield _PostgresSession(conn, event_id)
+                yield _PostgresSession(conn, event_id, first)
             finally:
                 await conn.execute(
                     "SELECT pg_advisory_unlock(hashtextextended(%s, 7))", (event_id,)
@@ -79,11 +87,16 @@ class PostgresLinkStore:
 
 
 class _PostgresSession:
-    def __init__(self, conn: AsyncConnection, event_id: str) -> None:
+    def __init__(self, conn: AsyncConnection, event_id: str, first: Link | None) -> None:
         self._conn = conn
         self._event_id = event_id
+        self._first: Link | None = first
+        self._fresh = True  # ``first`` was read under the lock and nothing was saved since
 
     async def get(self) -> Link | None:
+        if self._fresh:
+            self._fresh = False
+            return self._first
         async with self._conn.cursor(row_factory=class_row(Link)) as cur:
             await cur.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM event_links WHERE event_id = %s",
@@ -93,6 +106,7 @@ class _PostgresSession:
 
     async def save(self, link: Link) -> None:
         assert link.event_id == self._event_id
+        self._fresh = False
         names = ", ".join(_COLUMNS)
         marks = ", ".join(["%s"] * len(_COLUMNS))
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS if c != "event_id")

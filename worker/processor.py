@@ -31,6 +31,7 @@ from schemas import (
 )
 from schemas.dead_letter import dead_letter_headers
 from worker import metrics
+from worker.admission import Admission
 from worker.crashpoints import CrashPoints
 from worker.decision import Cancel, Create, Decision, Record, Republish, Update, decide
 from worker.failures import EXPECTED, Failure, classify
@@ -83,6 +84,7 @@ class Processor:
         publisher: Publisher,
         clock: Clock = _utc_now,
         crash: CrashPoints | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self._topics = topics
         self._links = links
@@ -90,6 +92,7 @@ class Processor:
         self._publisher = publisher
         self._clock = clock
         self._crash = crash or CrashPoints()
+        self._admission = admission or Admission(active=64, per_organizer=8)
 
     async def __call__(self, record: KafkaRecord) -> None:
         started = time.monotonic()
@@ -102,7 +105,10 @@ class Processor:
             await self._reject(record, kind, err)
             self._done(record, "invalid", started, reason=str(err))
             return
-        async with self._links.guard(event.event_id) as session:
+        async with (
+            self._admission.slot(event.organizer.user_id),
+            self._links.guard(event.event_id) as session,
+        ):
             link = await session.get()
             decision = decide(event, link)
             outcome = await self._apply(record, event, link, decision, session)
