@@ -205,7 +205,9 @@ async def measure(
     env = {**os.environ, **stack.env(prefix, port, **(extra_env or {}))}
     log_path = os.path.join(tempfile.gettempdir(), f"bench-{prefix}-{kind}.log")
     argv = [sys.executable, *COMMANDS[kind]]
-    if profile:
+    if profile and profile.endswith(".prof"):  # cProfile: exact CPU split by function
+        argv = [sys.executable, "-m", "cProfile", "-o", profile, *COMMANDS[kind]]
+    elif profile:
         argv = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", profile,
                 "--show-all", *COMMANDS[kind]]  # fmt: skip
     collector = Collector(stack, prefix) if collect else None

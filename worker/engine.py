@@ -145,10 +145,13 @@ class Engine:
             asyncio.ensure_future(self._runner.failed.wait()),
         }
         next_commit = time.monotonic() + self._settings.commit_interval_seconds
+        # Hysteresis: once full, fetch again only when a quarter has drained. Resuming for every
+        # single free slot made each record cost a pause, a resume and a fetch round.
+        low_water = max(1, self._settings.max_in_flight // 4)
         try:
             while not (stop.is_set() or self._runner.failed.is_set()):
                 room = self._settings.max_in_flight - self._runner.in_flight
-                if room > 0:
+                if room >= low_water or (room > 0 and not self._consumer.paused()):
                     self._resume_all()
                     await self._fetch(room, interrupts)
                 else:
