@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import secrets
@@ -19,7 +20,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from psycopg import AsyncConnection
@@ -34,6 +36,7 @@ from token_store.crypto import generate_key
 from worker import app
 from worker import logging as worker_logging
 from worker.config import Settings
+from worker.zoom import MeetingNotFound, ZoomMeetings
 
 REDIRECT_URI = "http://localhost/zoom/callback"
 CLIENT_ID, CLIENT_SECRET = "demo-client", "demo-secret"
@@ -45,6 +48,13 @@ class Step:
     topic: str  # "created" | "updated" | "deleted" | "raw"
     payload: dict[str, Any] | bytes
     expect: str  # "created", "updated", "cancelled" or a failure reason
+
+    @property
+    def organizer(self) -> str | None:
+        if isinstance(self.payload, dict):
+            organizer: str = self.payload["organizer"]["user_id"]
+            return organizer
+        return None
 
 
 def _event(event_id: str, revision: int, organizer: str, **fields: Any) -> dict[str, Any]:
@@ -93,27 +103,96 @@ def story() -> list[Step]:
     ]  # fmt: skip
 
 
+def _pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
 async def connect_via_oauth(store: TokenStore, zoom: ZoomEmulator, user_id: str, email: str) -> str:
     """The OAuth code flow with PKCE, the user clicking Allow on the emulator."""
     zoom_user = zoom.add_user(email)
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-    code = zoom.authorize(
-        zoom_user.id, redirect_uri=REDIRECT_URI, code_challenge=challenge.rstrip(b"=").decode()
-    )
+    verifier, challenge = _pkce()
+    code = zoom.authorize(zoom_user.id, redirect_uri=REDIRECT_URI, code_challenge=challenge)
     await store.connect(user_id, code, verifier, REDIRECT_URI)
     return zoom_user.id
 
 
-async def _run_story(settings: Settings, zoom: ZoomEmulator, bootstrap: str) -> bool:
+class ZoomSide(Protocol):
+    """Where the demo's Zoom lives: the emulator, or the real Zoom with a person at the keyboard."""
+
+    @property
+    def api_base_url(self) -> str: ...
+    @property
+    def oauth_base_url(self) -> str: ...
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def client_secret(self) -> str: ...
+    @property
+    def has_second_account(self) -> bool:
+        """Whether one recruiter can switch to a second Zoom account (the not-host scene)."""
+
+    async def connect(self, store: TokenStore, user_id: str, email: str) -> None: ...
+
+
+@dataclass
+class EmulatedZoom:
+    zoom: ZoomEmulator
+    client_id: str = CLIENT_ID
+    client_secret: str = CLIENT_SECRET
+    has_second_account: bool = True
+
+    @property
+    def api_base_url(self) -> str:
+        return self.zoom.api_base_url
+
+    @property
+    def oauth_base_url(self) -> str:
+        return self.zoom.oauth_base_url
+
+    async def connect(self, store: TokenStore, user_id: str, email: str) -> None:
+        await connect_via_oauth(store, self.zoom, user_id, email)
+
+
+@dataclass
+class RealZoom:
+    """The real Zoom: the operator signs in in a browser and pastes where Zoom sent them."""
+
+    api_base_url: str
+    oauth_base_url: str
+    client_id: str
+    client_secret: str
+    redirect_uri: str
+    has_second_account: bool = False
+
+    async def connect(self, store: TokenStore, user_id: str, email: str) -> None:
+        verifier, challenge = _pkce()
+        query = urlencode({
+            "response_type": "code", "client_id": self.client_id,
+            "redirect_uri": self.redirect_uri, "code_challenge": challenge,
+            "code_challenge_method": "S256", "state": secrets.token_urlsafe(16),
+        })  # fmt: skip
+        print(f"\nConnect Zoom for {user_id!r}: open this URL, sign in and click Allow:")
+        print(f"  {self.oauth_base_url}/oauth/authorize?{query}")
+        print("then paste the address Zoom sent your browser to (it holds ?code=...):")
+        pasted = (await asyncio.to_thread(sys.stdin.readline)).strip()
+        code = parse_qs(urlsplit(pasted).query).get("code", [pasted])[0]
+        await store.connect(user_id, code, verifier, self.redirect_uri)
+
+
+async def _run_story(settings: Settings, zoom: ZoomSide, bootstrap: str) -> bool:
     pool: AsyncConnectionPool[AsyncConnection] = AsyncConnectionPool(settings.dsn(), open=False)
     await pool.open()
     http = app.http_client()
-    oauth = ZoomOAuth(http, zoom.oauth_base_url, zoom.api_base_url, CLIENT_ID, CLIENT_SECRET)
+    oauth = ZoomOAuth(
+        http, zoom.oauth_base_url, zoom.api_base_url, zoom.client_id, zoom.client_secret
+    )
     store = TokenStore(pool, settings.key_ring(), oauth)
-    ana = await connect_via_oauth(store, zoom, "ana", "ana@zoom.example")
-    await connect_via_oauth(store, zoom, "bruno", "bruno@zoom.example")
-    print("connected Zoom for ana and bruno through the OAuth code flow (PKCE)")
+    await zoom.connect(store, "ana", "ana@zoom.example")
+    if zoom.has_second_account:
+        await zoom.connect(store, "bruno", "bruno@zoom.example")
+    print("connected Zoom through the OAuth code flow (PKCE)")
 
     stop = asyncio.Event()
     worker = asyncio.create_task(app.run(settings, stop))
@@ -135,12 +214,16 @@ async def _run_story(settings: Settings, zoom: ZoomEmulator, bootstrap: str) -> 
         "raw": settings.topic_event_created,
     }
     ok = True
+    ana_meetings: set[int] = set()
     print(f"\n{'step':<46} {'result':<19} {'detail'}")
     print("-" * 110)
     try:
         for step in story():
+            if step.organizer == "bruno" and not zoom.has_second_account:
+                print(f"-- {step.title:<43} skipped: needs a second Zoom account")
+                continue
             if step.title.startswith("Bruno, now"):
-                await connect_via_oauth(store, zoom, "bruno", "bruno.new@zoom.example")
+                await zoom.connect(store, "bruno", "bruno.new@zoom.example")
             value = (
                 step.payload
                 if isinstance(step.payload, bytes)
@@ -154,9 +237,15 @@ async def _run_story(settings: Settings, zoom: ZoomEmulator, bootstrap: str) -> 
             detail = meeting.get("join_url") or (
                 f"meeting {meeting['id']}" if meeting else got.get("message", "")
             )
+            if step.organizer == "ana" and meeting:
+                ana_meetings.add(meeting["id"])
             mark = "ok " if outcome == step.expect else "!! "
             ok &= outcome == step.expect
             print(f"{mark}{step.title:<43} {outcome:<19} {detail}")
+        # Ask Zoom itself, as Ana, whether any of her demo meetings still exists.
+        meetings = ZoomMeetings(http, api_base_url=zoom.api_base_url, tokens=store)
+        left = [m for m in sorted(ana_meetings) if await _exists(meetings, m)]
+        print(f"\nZoom meetings of Ana's still on Zoom: {len(left)} (expected 0)")
     finally:
         stop.set()
         await worker
@@ -164,9 +253,15 @@ async def _run_story(settings: Settings, zoom: ZoomEmulator, bootstrap: str) -> 
         await results.stop()
         await http.aclose()
         await pool.close()
-    ana_meetings = zoom.meetings(ana)
-    print(f"\nZoom meetings left for ana: {len(ana_meetings)} (expected 0)")
-    return ok and not ana_meetings
+    return ok and not left
+
+
+async def _exists(meetings: ZoomMeetings, meeting_id: int) -> bool:
+    try:
+        await meetings.get_meeting("ana", meeting_id)
+    except MeetingNotFound:
+        return False
+    return True
 
 
 async def _next_result(consumer: AIOKafkaConsumer, within: float) -> dict[str, Any]:
@@ -180,49 +275,71 @@ async def _next_result(consumer: AIOKafkaConsumer, within: float) -> dict[str, A
     raise TimeoutError("no result within the timeout")
 
 
-def main(_: Settings, argv: Sequence[str] = ()) -> int:
+def main(settings: Settings, argv: Sequence[str] = ()) -> int:
+    """With ZOOM_CLIENT_ID and ZOOM_CLIENT_SECRET set, the story runs against that Zoom
+    (ZOOM_API_BASE_URL, ZOOM_OAUTH_BASE_URL, ZOOM_REDIRECT_URI); otherwise on the emulator."""
     started = time.monotonic()
-    suffix = secrets.token_hex(3)
-    with (
-        kafka_service() as kafka,
-        postgres_service() as postgres,
-        ZoomEmulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as zoom,
-    ):
-        dsn = create_database(postgres.url, f"zoom_demo_{suffix}")
-        migrations.apply(dsn)
-        names = {
-            "TOPIC_EVENT_CREATED": f"demo-{suffix}.event.created",
-            "TOPIC_EVENT_UPDATED": f"demo-{suffix}.event.updated",
-            "TOPIC_EVENT_DELETED": f"demo-{suffix}.event.deleted",
-            "TOPIC_MEETING_LINKED": f"demo-{suffix}.meeting.linked",
-            "TOPIC_MEETING_FAILED": f"demo-{suffix}.meeting.failed",
-            "TOPIC_DEAD_LETTER": f"demo-{suffix}.dlq",
-        }
-        asyncio.run(create_topics(kafka.bootstrap_servers, list(names.values()), partitions=3))
-        settings = Settings.model_validate(
-            {
-                **names,
-                "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-                "KAFKA_GROUP_ID": f"demo-{suffix}",
-                "KAFKA_ENABLE_IDEMPOTENCE": kafka.supports_idempotence,
-                "DATABASE_URL": dsn,
-                "TOKEN_ENCRYPTION_KEYS": f"demo:{generate_key()}",
-                "ZOOM_CLIENT_ID": CLIENT_ID,
-                "ZOOM_CLIENT_SECRET": CLIENT_SECRET,
-                "ZOOM_API_BASE_URL": zoom.api_base_url,
-                "ZOOM_OAUTH_BASE_URL": zoom.oauth_base_url,
-                "HTTP_PORT": 0,
-                "LOG_LEVEL": "WARNING",
-                "LOG_FORMAT": "console",
-                "SHUTDOWN_GRACE_SECONDS": 5,
-            }
-        )
-        print(f"broker ({kafka.source}) {kafka.bootstrap_servers}, postgres ({postgres.source}), "
-              f"Zoom emulator {zoom.base_url}")  # fmt: skip
-        worker_logging.configure("WARNING", "console")  # the table is the demo's output
-        ok = asyncio.run(_run_story(settings, zoom, kafka.bootstrap_servers))
+    with contextlib.ExitStack() as stack:
+        if settings.zoom_client_id and settings.zoom_client_secret:
+            if not settings.zoom_redirect_uri:
+                print(
+                    "config error: ZOOM_REDIRECT_URI is required to run the demo on a real "
+                    "Zoom (example: ZOOM_REDIRECT_URI=https://example.com/zoom/callback)"
+                )
+                return 2
+            zoom: ZoomSide = RealZoom(
+                settings.zoom_api_base_url, settings.zoom_oauth_base_url, settings.zoom_client_id,
+                settings.zoom_client_secret.get_secret_value(), settings.zoom_redirect_uri,
+            )  # fmt: skip
+            where = f"Zoom at {settings.zoom_api_base_url}"
+        else:
+            emulator = stack.enter_context(
+                ZoomEmulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+            )
+            zoom, where = EmulatedZoom(emulator), f"Zoom emulator {emulator.base_url}"
+        ok = _run(stack, zoom, where)
     print(f"\ndemo {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s")
     return 0 if ok else 1
+
+
+def _run(stack: contextlib.ExitStack, zoom: ZoomSide, where: str) -> bool:
+    suffix = secrets.token_hex(3)
+    kafka = stack.enter_context(kafka_service())
+    postgres = stack.enter_context(postgres_service())
+    dsn = create_database(postgres.url, f"zoom_demo_{suffix}")
+    migrations.apply(dsn)
+    names = {
+        "TOPIC_EVENT_CREATED": f"demo-{suffix}.event.created",
+        "TOPIC_EVENT_UPDATED": f"demo-{suffix}.event.updated",
+        "TOPIC_EVENT_DELETED": f"demo-{suffix}.event.deleted",
+        "TOPIC_MEETING_LINKED": f"demo-{suffix}.meeting.linked",
+        "TOPIC_MEETING_FAILED": f"demo-{suffix}.meeting.failed",
+        "TOPIC_DEAD_LETTER": f"demo-{suffix}.dlq",
+    }
+    asyncio.run(create_topics(kafka.bootstrap_servers, list(names.values()), partitions=3))
+    settings = Settings.model_validate(
+        {
+            **names,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "KAFKA_GROUP_ID": f"demo-{suffix}",
+            "KAFKA_ENABLE_IDEMPOTENCE": kafka.supports_idempotence,
+            "KAFKA_SESSION_TIMEOUT_MS": 3000,
+            "DATABASE_URL": dsn,
+            "TOKEN_ENCRYPTION_KEYS": f"demo:{generate_key()}",
+            "ZOOM_CLIENT_ID": zoom.client_id,
+            "ZOOM_CLIENT_SECRET": zoom.client_secret,
+            "ZOOM_API_BASE_URL": zoom.api_base_url,
+            "ZOOM_OAUTH_BASE_URL": zoom.oauth_base_url,
+            "HTTP_PORT": 0,
+            "LOG_LEVEL": "WARNING",
+            "LOG_FORMAT": "console",
+            "SHUTDOWN_GRACE_SECONDS": 5,
+        }
+    )
+    print(f"broker ({kafka.source}) {kafka.bootstrap_servers}, postgres ({postgres.source}), "
+          f"{where}")  # fmt: skip
+    worker_logging.configure("WARNING", "console")  # the table is the demo's output
+    return asyncio.run(_run_story(settings, zoom, kafka.bootstrap_servers))
 
 
 if __name__ == "__main__":
