@@ -35,6 +35,8 @@ async def pipeline(
         finally:
             code = worker.stop()
             assert code == 0, worker.log()[-3000:]
+            log = worker.log()
+            assert not [s for s in zoom.issued_secrets() if s in log], "a token reached the log"
 
 
 def new_event_id() -> str:
