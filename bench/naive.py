@@ -33,8 +33,8 @@ from schemas.events import (
     EventUpsert,
 )
 from token_store import TokenStore, ZoomOAuth
-from worker.app import http_client
 from worker.config import load_settings
+from worker.http import http_client
 from worker.processor import result_message_id
 from worker.zoom import ZoomMeetings
 from worker.zoom.errors import MeetingNotFound

@@ -25,7 +25,7 @@ from devservices.kafka import create_topics
 from devservices.zoom_emulator import ZoomEmulator
 from token_store import KeyRing, TokenStore, ZoomOAuth
 from token_store.crypto import generate_key
-from worker.app import http_client
+from worker.http import http_client
 
 CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-secret"
 REDIRECT_URI = "http://localhost/zoom/callback"

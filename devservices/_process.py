@@ -26,7 +26,9 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def spawn(argv: Sequence[str], *, log_path: str, user: str | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    argv: Sequence[str], *, log_path: str, user: str | None = None
+) -> subprocess.Popen[bytes]:
     log = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
     try:
         return subprocess.Popen(
@@ -35,7 +37,7 @@ def spawn(argv: Sequence[str], *, log_path: str, user: str | None = None) -> sub
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             user=user,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509
+            preexec_fn=_die_with_parent,
             start_new_session=True,
         )
     finally:

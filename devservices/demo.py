@@ -36,6 +36,7 @@ from token_store.crypto import generate_key
 from worker import app
 from worker import logging as worker_logging
 from worker.config import Settings
+from worker.http import http_client
 from worker.zoom import MeetingNotFound, ZoomMeetings
 
 REDIRECT_URI = "http://localhost/zoom/callback"
@@ -184,7 +185,7 @@ class RealZoom:
 async def _run_story(settings: Settings, zoom: ZoomSide, bootstrap: str) -> bool:
     pool: AsyncConnectionPool[AsyncConnection] = AsyncConnectionPool(settings.dsn(), open=False)
     await pool.open()
-    http = app.http_client()
+    http = http_client()
     oauth = ZoomOAuth(
         http, zoom.oauth_base_url, zoom.api_base_url, zoom.client_id, zoom.client_secret
     )

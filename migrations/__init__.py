@@ -23,9 +23,7 @@ class Migration:
 
 def available() -> list[Migration]:
     folder = resources.files("migrations") / "sql"
-    files = sorted(
-        (f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name
-    )
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
     return [Migration(f.name.removesuffix(".sql"), f.read_text("utf-8")) for f in files]
 
 

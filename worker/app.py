@@ -11,7 +11,6 @@ import asyncio
 import signal
 from contextlib import AsyncExitStack
 
-import httpx
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -22,6 +21,7 @@ from worker.config import Settings
 from worker.crashpoints import CrashPoints
 from worker.engine import Engine, EngineSettings
 from worker.health import health_app, serving
+from worker.http import http_client
 from worker.links import PostgresLinkStore
 from worker.logging import get_logger
 from worker.processor import Processor, Topics
@@ -46,13 +46,6 @@ def topics_of(settings: Settings) -> Topics:
     )
 
 
-def http_client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(10.0, connect=5.0),
-        limits=httpx.Limits(max_connections=256, max_keepalive_connections=128),
-    )
-
-
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -64,7 +57,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
         )
         await pool.open(wait=True, timeout=30)
         stack.push_async_callback(pool.close)
-        http = await stack.enter_async_context(http_client())
+        http = await stack.enter_async_context(http_client(settings.max_in_flight + 16))
         oauth = ZoomOAuth(
             http,
             oauth_base_url=settings.zoom_oauth_base_url,

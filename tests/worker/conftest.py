@@ -24,7 +24,7 @@ from tests.worker.harness import (
 )
 from token_store import KeyRing, TokenStore, ZoomOAuth
 from token_store.crypto import generate_key
-from worker.app import http_client
+from worker.http import http_client
 
 CLIENT_ID, CLIENT_SECRET = "test-client", "test-secret"
 KEYS = f"k1:{generate_key()}"

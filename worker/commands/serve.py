@@ -17,10 +17,10 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from token_store import TokenStore, ZoomOAuth
-from worker.app import http_client
 from worker.cli import command
 from worker.config import Settings
 from worker.health import serving
+from worker.http import http_client
 from worker.logging import get_logger
 from worker.web.app import WebConfig, create_app
 from worker.web.return_urls import ReturnUrlAllowlist
