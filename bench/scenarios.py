@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import tempfile
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -119,6 +121,14 @@ async def _paced(
     return sent
 
 
+def _assigned(log_path: str) -> bool:
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as log:
+            return "partitions_assigned" in log.read()
+    except FileNotFoundError:
+        return False
+
+
 async def _fair_run(
     stack: Stack, hot: list[str], others: list[str], backlog: int, rate: float, seconds: float,
     latency_ms: float, env: dict[str, str],
@@ -135,7 +145,12 @@ async def _fair_run(
     paced: list[tuple[Message, float]] = []
 
     async def traffic() -> None:
-        await asyncio.sleep(2.0)  # let the worker start on the hot backlog first
+        # Start once the worker owns its partitions (and has begun on the hot backlog), so
+        # the group join, seconds on this broker, is not counted as the others' latency.
+        log_path = os.path.join(tempfile.gettempdir(), f"bench-{prefix}-worker.log")
+        while not _assigned(log_path):  # noqa: ASYNC110 - another process writes it
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
         paced.extend(await _paced(stack, prefix, others, rate, seconds))
 
     sender = asyncio.create_task(traffic())

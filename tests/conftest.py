@@ -20,6 +20,17 @@ from devservices import (
     postgres_service,
 )
 
+# Everything the suite printed or logged, for tests/zz_leaks (which runs last).
+CAPTURED: list[str] = []
+WORKER_LOGS: list[str] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    CAPTURED.extend((report.capstdout, report.capstderr, report.caplog))
+
 
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[KafkaService]:

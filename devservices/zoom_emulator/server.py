@@ -20,6 +20,13 @@ from devservices.zoom_emulator.limits import Category
 from devservices.zoom_emulator.models import EmulatedUser, MeetingRecord, Plan, UserStatus
 from devservices.zoom_emulator.state import DEFAULT_SCOPES, World
 
+_WORLDS: list[World] = []  # every emulator of this process, for suite-wide leak scans
+
+
+def secrets_issued_in_this_process() -> list[str]:
+    """Every token and code any emulator of this process has issued (also stopped ones)."""
+    return [s for world in _WORLDS for s in world.issued_secrets()]
+
 
 class ZoomEmulator:
     """A Zoom (OAuth + Meetings API) on ``127.0.0.1``, for tests and the demo.
@@ -39,6 +46,7 @@ class ZoomEmulator:
         now: Callable[[], datetime] | None = None,
     ) -> None:
         self._world = World(client_id, client_secret, now)
+        _WORLDS.append(self._world)
         self._faults = FaultPlan(seed)
         self._host = host
         self._port = port

@@ -186,7 +186,10 @@ class WorkerProcess:
     log_path: str = ""
 
     def start(self, extra_env: dict[str, str] | None = None) -> None:
+        from tests.conftest import WORKER_LOGS
+
         self.log_path = f"/tmp/zoom-worker-test-{uuid.uuid4().hex[:8]}.log"
+        WORKER_LOGS.append(self.log_path)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "worker", "run"],
