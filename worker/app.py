@@ -8,13 +8,8 @@ closes the rest after it, so no result is published on a closed producer.
 from __future__ import annotations
 
 import asyncio
-import signal
 from contextlib import AsyncExitStack
 
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
-
-from token_store import TokenStore, ZoomOAuth
 from worker import kafka
 from worker.admission import Admission
 from worker.config import Settings
@@ -26,6 +21,7 @@ from worker.links import PostgresLinkStore
 from worker.logging import get_logger
 from worker.processor import Processor, Topics
 from worker.publisher import KafkaPublisher
+from worker.resources import database_ready, open_pool, stop_on_signals, token_store
 from worker.zoom import ZoomMeetings
 
 log = get_logger("worker.app")
@@ -47,29 +43,12 @@ def topics_of(settings: Settings) -> Topics:
 
 
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals(stop)
     async with AsyncExitStack() as stack:
-        pool: AsyncConnectionPool[AsyncConnection] = AsyncConnectionPool(
-            settings.dsn(), min_size=2, max_size=settings.max_in_flight + 8, open=False
-        )
-        await pool.open(wait=True, timeout=30)
-        stack.push_async_callback(pool.close)
+        # One connection per admitted message (its event's guard) and a few for the rest.
+        pool = await open_pool(stack, settings, settings.max_in_flight + 8)
         http = await stack.enter_async_context(http_client(settings.max_in_flight + 16))
-        oauth = ZoomOAuth(
-            http,
-            oauth_base_url=settings.zoom_oauth_base_url,
-            api_base_url=settings.zoom_api_base_url,
-            client_id=settings.zoom_client_id or "",
-            client_secret=(
-                settings.zoom_client_secret.get_secret_value()
-                if settings.zoom_client_secret
-                else ""
-            ),
-        )
-        tokens = TokenStore(pool, settings.key_ring(), oauth)
+        tokens = token_store(settings, pool, http)
         meetings = ZoomMeetings(
             http,
             api_base_url=settings.zoom_api_base_url,
@@ -99,11 +78,6 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
             ),
         )
 
-        async def database_ready() -> bool:
-            async with pool.connection(timeout=2) as conn:
-                await conn.execute("SELECT 1")
-            return True
-
         async def broker_ready() -> bool:
             partitions = await asyncio.wait_for(
                 producer.partitions_for(settings.topic_meeting_linked), 2
@@ -114,7 +88,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
             return engine.running
 
         checks = {
-            "database": database_ready,
+            "database": lambda: database_ready(pool),
             "broker": broker_ready,
             "consumer": consumer_running,
         }

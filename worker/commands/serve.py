@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import time
 from contextlib import AsyncExitStack
 
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
-
-from token_store import TokenStore, ZoomOAuth
 from worker.cli import command
 from worker.config import Settings
 from worker.health import serving
 from worker.http import http_client
 from worker.logging import get_logger
+from worker.resources import database_ready, open_pool, stop_on_signals, token_store
 from worker.web.app import WebConfig, create_app
 from worker.web.return_urls import ReturnUrlAllowlist
 from worker.web.state import StateStore
@@ -44,36 +40,15 @@ def web_config(settings: Settings) -> WebConfig:
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals(stop)
     async with AsyncExitStack() as stack:
-        pool: AsyncConnectionPool[AsyncConnection] = AsyncConnectionPool(
-            settings.dsn(), min_size=1, max_size=16, open=False
-        )
-        await pool.open(wait=True, timeout=30)
-        stack.push_async_callback(pool.close)
+        pool = await open_pool(stack, settings, 16)
         http = await stack.enter_async_context(http_client())
-        secret = settings.zoom_client_secret
-        oauth = ZoomOAuth(
-            http,
-            oauth_base_url=settings.zoom_oauth_base_url,
-            api_base_url=settings.zoom_api_base_url,
-            client_id=settings.zoom_client_id or "",
-            client_secret=secret.get_secret_value() if secret else "",
-        )
-
-        async def database_ready() -> bool:
-            async with pool.connection(timeout=2) as conn:
-                await conn.execute("SELECT 1")
-            return True
-
         app = create_app(
             web_config(settings),
-            TokenStore(pool, settings.key_ring(), oauth),
+            token_store(settings, pool, http),
             StateStore(pool),
-            ready=database_ready,
+            ready=lambda: database_ready(pool),
         )
         await stack.enter_async_context(serving(app, settings.serve_port))
         log.info("serve started", port=settings.serve_port)
