@@ -5,6 +5,8 @@
     ├── AuthorizationExpired        zoom_authorization_expired: Zoom refused the grant
     │   └── InvalidGrant            Zoom answered ``invalid_grant`` (dead refresh token or code)
     ├── AccountInactive             zoom_account_inactive: the Zoom user is deactivated
+    ├── MissingPermissions          zoom_authorization_expired: the user granted fewer scopes
+    │                               than Talivo needs (refused at connect, nothing stored)
     ├── TokenUnreadable             zoom_authorization_expired: a stored token does not
     │                               decrypt (names the key id only; the row is kept)
     ├── OAuthRejected               zoom_unavailable, permanent: Zoom refused our OAuth request
@@ -50,6 +52,16 @@ class AccountInactive(TokenStoreError):
     """The Zoom user behind the connection is deactivated."""
 
     reason = FailureReason.ZOOM_ACCOUNT_INACTIVE
+
+
+class MissingPermissions(TokenStoreError):
+    """The grant lacks a permission Talivo needs; ``missing`` names them as the article does."""
+
+    reason = FailureReason.ZOOM_AUTHORIZATION_EXPIRED
+
+    def __init__(self, message: str, missing: list[str]) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 class TokenUnreadable(TokenStoreError):

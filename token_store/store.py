@@ -29,12 +29,13 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
-from token_store import metrics, table
+from token_store import metrics, scopes, table
 from token_store.crypto import DecryptError, KeyRing
 from token_store.errors import (
     AccountInactive,
     AuthorizationExpired,
     InvalidGrant,
+    MissingPermissions,
     NotConnected,
     OAuthRejected,
     TokenServiceUnavailable,
@@ -181,6 +182,11 @@ class TokenStore:
         replacing any previous connection of ``user_id``."""
         answer = await self._oauth.exchange_code(code, code_verifier, redirect_uri)
         try:
+            lacking = scopes.missing(answer.scopes)
+            if lacking:
+                raise MissingPermissions(
+                    f"the Zoom grant for {user_id} lacks: {', '.join(lacking)}", lacking
+                )
             me = await self._oauth.get_me(answer.access_token)
             if me.status == "inactive":
                 raise AccountInactive(f"the Zoom user connecting for {user_id} is deactivated")

@@ -29,7 +29,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from token_store import AccountInactive, ConnectionStatus, TokenServiceUnavailable, TokenStoreError
+from token_store import (
+    AccountInactive,
+    ConnectionStatus,
+    MissingPermissions,
+    TokenServiceUnavailable,
+    TokenStoreError,
+)
 from worker.logging import get_logger
 from worker.web import webhook
 from worker.web.errors import ReturnUrlRefused, StateUnknown, WebError, WebhookMalformed
@@ -49,6 +55,7 @@ CallbackReason = Literal[
     "state_used",  # the callback was replayed (reload, back button)
     "state_mismatch",  # finished in another browser than the one that started
     "account_inactive",  # the Zoom user is deactivated
+    "missing_permissions",  # the user unticked a permission Talivo needs on Zoom's page
     "zoom_unavailable",  # Zoom's OAuth endpoints failed; trying again later may work
     "authorization_failed",  # Zoom refused the code (expired, reused) or our credentials
     "internal_error",  # our side failed (database); trying again later may work
@@ -157,6 +164,9 @@ def create_app(
             await connections.connect(user_id, code, verifier, config.redirect_uri)
         except AccountInactive:
             return "account_inactive"
+        except MissingPermissions as exc:
+            log.warning("zoom_connect.missing_permissions", user_id=user_id, missing=exc.missing)
+            return "missing_permissions"
         except TokenServiceUnavailable:
             return "zoom_unavailable"
         except TokenStoreError as exc:
