@@ -10,38 +10,30 @@ create made, and a stored result is published again under the same ``message_id`
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from schemas import (
     ContractError,
     EventKind,
-    FailedAction,
     FailureReason,
-    LinkedAction,
-    MeetingDetails,
-    MeetingFailed,
-    MeetingLinked,
     SourceEvent,
     parse_event,
-    parse_failed,
-    parse_linked,
     salvage_ids,
 )
 from schemas.dead_letter import dead_letter_headers
-from worker import metrics
+from worker import metrics, results
 from worker.admission import Admission
 from worker.crashpoints import CrashPoints
-from worker.decision import Cancel, Create, Decision, Record, Republish, Update, decide
+from worker.decision import Decision, Record, Republish, decide
 from worker.failures import EXPECTED, Failure, classify
 from worker.handlers import HANDLERS, Applied, Step
 from worker.links import Link, LinkSession, LinkStore
 from worker.logging import get_logger
 from worker.ports import Clock, Meetings, Publisher
 from worker.records import Record as KafkaRecord
+from worker.results import result_message_id
 
-_RESULT_NS = uuid.UUID("5b0f3b1e-7c1a-4d55-9d0e-6f1c2a9e4b10")
 log = get_logger("worker.processor")
 
 
@@ -61,11 +53,6 @@ class Topics:
             self.deleted: "deleted",
         }
         return kinds.get(topic)
-
-
-def result_message_id(source_message_id: str) -> str:
-    """Deterministic: a redelivered source always yields the same result id."""
-    return str(uuid.uuid5(_RESULT_NS, source_message_id))
 
 
 def _utc_now() -> datetime:
@@ -148,35 +135,11 @@ class Processor:
         if applied.action is None:
             await session.save(stored)
             return
-        result = self._linked_result(event, stored, applied.action).to_bytes()
+        result = results.linked(event, stored, applied.action, self._clock()).to_bytes()
         await session.save(stored.evolve(last_result=result, last_result_topic=self._topics.linked))
         self._crash.reached("after_db")
         await self._publisher.publish(self._topics.linked, event.event_id.encode(), result)
         self._crash.reached("after_publish")
-
-    def _linked_result(self, event: SourceEvent, link: Link, action: LinkedAction) -> MeetingLinked:
-        assert link.zoom_meeting_id is not None
-        if action is LinkedAction.CANCELLED:
-            details = MeetingDetails(id=link.zoom_meeting_id)
-        else:
-            details = MeetingDetails(
-                id=link.zoom_meeting_id,
-                join_url=link.join_url,
-                topic=link.title,
-                start_time=link.start_time,
-                duration=link.duration_minutes,
-                timezone=link.timezone,
-            )
-        return MeetingLinked(
-            message_id=result_message_id(event.message_id),
-            correlation_id=event.message_id,
-            event_id=event.event_id,
-            revision=event.revision,
-            organizer_user_id=event.organizer.user_id,
-            action=action,
-            meeting=details,
-            linked_at=self._clock(),
-        )
 
     async def _fail(
         self,
@@ -187,19 +150,7 @@ class Processor:
         failure: Failure,
         session: LinkSession,
     ) -> None:
-        result = MeetingFailed(
-            message_id=result_message_id(event.message_id),
-            correlation_id=event.message_id,
-            event_id=event.event_id,
-            revision=event.revision,
-            organizer_user_id=event.organizer.user_id,
-            action=_failed_action(decision),
-            reason=failure.reason,
-            message=failure.reason.sentence,
-            retryable=failure.retryable,
-            attempts=failure.attempts,
-            failed_at=self._clock(),
-        ).to_bytes()
+        result = results.failed(event, decision, failure, self._clock()).to_bytes()
         if not failure.retryable:
             # Permanent: nothing was made on Zoom; remember the answer so redelivery repeats it.
             base = link or Link(event.event_id, event.organizer.user_id, "none", -1)
@@ -222,18 +173,8 @@ class Processor:
         self._crash.reached("after_publish")
 
     async def _republish(self, event: SourceEvent, link: Link) -> None:
-        assert link.last_result is not None and link.last_result_topic is not None
-        value = link.last_result
-        if link.last_message_id != event.message_id:
-            # An older message: answer it with the current truth, correlated to it.
-            update = {
-                "message_id": result_message_id(event.message_id),
-                "correlation_id": event.message_id,
-            }
-            if link.last_result_topic == self._topics.linked:
-                value = parse_linked(value).model_copy(update=update).to_bytes()
-            else:
-                value = parse_failed(value).model_copy(update=update).to_bytes()
+        assert link.last_result_topic is not None
+        value = results.answer_for(event, link, self._topics.linked)
         await self._publisher.publish(link.last_result_topic, event.event_id.encode(), value)
 
     async def _reject(
@@ -245,19 +186,7 @@ class Processor:
         if ids.event_id is None:
             return
         source_id = ids.message_id or f"{record.topic}/{record.partition}/{record.offset}"
-        failed = MeetingFailed(
-            message_id=result_message_id(source_id),
-            correlation_id=source_id,
-            event_id=ids.event_id,
-            revision=ids.revision,
-            organizer_user_id=ids.organizer_user_id,
-            action=_ACTION_BY_KIND[kind] if kind else None,
-            reason=FailureReason.INVALID_EVENT,
-            message=FailureReason.INVALID_EVENT.sentence,
-            retryable=False,
-            attempts=1,
-            failed_at=self._clock(),
-        )
+        failed = results.invalid(ids, source_id, kind, self._clock())
         await self._publisher.publish(self._topics.failed, ids.event_id.encode(), failed.to_bytes())
         metrics.FAILURES.labels(FailureReason.INVALID_EVENT.value).inc()
 
@@ -299,23 +228,6 @@ class Processor:
             problem=reason,
             duration_ms=round(seconds * 1000, 1),
         )
-
-
-_ACTION_BY_KIND: dict[EventKind, FailedAction] = {
-    "created": FailedAction.CREATE,
-    "updated": FailedAction.UPDATE,
-    "deleted": FailedAction.CANCEL,
-}
-
-
-def _failed_action(decision: Decision) -> FailedAction:
-    if isinstance(decision, Create):
-        return FailedAction.CREATE
-    if isinstance(decision, Update):
-        return FailedAction.UPDATE
-    if isinstance(decision, Cancel):
-        return FailedAction.CANCEL
-    raise AssertionError(f"no Zoom action for {type(decision).__name__}")
 
 
 __all__ = ["Processor", "Topics", "result_message_id"]

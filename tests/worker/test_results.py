@@ -1,0 +1,70 @@
+"""Results are pure: deterministic ids, the contract's shape, stale sources re-correlated."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from schemas import LinkedAction, parse_event, parse_linked
+from tests.worker.harness import event
+from worker.decision import Create, wanted_meeting
+from worker.failures import Failure
+from worker.links import Link
+from worker.results import answer_for, failed, linked, result_message_id
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def source(revision: int, **changes: object):  # type: ignore[no-untyped-def]
+    return parse_event("created", json.dumps(event("e1", revision, **changes)).encode())  # type: ignore[arg-type]
+
+
+def stored_link(revision: int) -> Link:
+    wanted = wanted_meeting(source(revision))
+    return Link(
+        "e1", "ana", "linked", revision, zoom_meeting_id=42, join_url="https://zoom.us/j/42",
+        title=wanted.topic, start_time=wanted.start_time,
+        duration_minutes=wanted.duration_minutes, timezone=wanted.timezone,
+    )  # fmt: skip
+
+
+def test_result_ids_are_deterministic_per_source() -> None:
+    assert result_message_id("m-1") == result_message_id("m-1")
+    assert result_message_id("m-1") != result_message_id("m-2")
+
+
+def test_a_cancelled_result_carries_only_the_meeting_id() -> None:
+    result = linked(source(2), stored_link(2), LinkedAction.CANCELLED, NOW)
+    assert result.model_dump(exclude_none=True)["meeting"] == {"id": 42}
+
+
+def test_a_created_result_carries_the_meeting_and_never_a_start_url() -> None:
+    src = source(1)
+    result = json.loads(linked(src, stored_link(1), LinkedAction.CREATED, NOW).to_bytes())
+    assert result["correlation_id"] == src.message_id
+    assert result["meeting"]["join_url"] == "https://zoom.us/j/42"
+    assert "start_url" not in json.dumps(result)
+
+
+def test_an_exact_redelivery_gets_the_stored_bytes_and_an_older_source_is_recorrelated() -> None:
+    newest = source(3)
+    stored = linked(newest, stored_link(3), LinkedAction.UPDATED, NOW).to_bytes()
+    link = stored_link(3).evolve(
+        last_message_id=newest.message_id, last_result=stored, last_result_topic="linked"
+    )
+    assert answer_for(newest, link, "linked") == stored
+    older = source(1)
+    answer = parse_linked(answer_for(older, link, "linked"))
+    assert answer.correlation_id == older.message_id
+    assert answer.message_id == result_message_id(older.message_id)
+    assert answer.revision == 3  # the current truth, not the stale request
+
+
+def test_a_failure_names_the_action_and_the_reason_sentence() -> None:
+    from schemas import FailureReason
+
+    src = source(1)
+    failure = Failure(FailureReason.ZOOM_NOT_CONNECTED, False, 1, "NotConnected")
+    result = failed(src, Create(wanted_meeting(src), recover=False), failure, NOW)
+    assert (result.action, result.reason) == ("create", "zoom_not_connected")
+    assert result.message.startswith("User has not authorized Zoom access")
