@@ -234,6 +234,7 @@ class ZoomMeetings:
                 timeout=self._timeout,
                 follow_redirects=False,
             )
+            status = str(response.status_code)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise ZoomUnavailable(f"{op.endpoint}: cannot connect ({type(exc).__name__})") from exc
         except httpx.TimeoutException as exc:
@@ -246,8 +247,7 @@ class ZoomMeetings:
             ) from exc
         finally:
             ZOOM_REQUEST_SECONDS.labels(op.endpoint).observe(time.monotonic() - started)
-        status = str(response.status_code)
-        ZOOM_REQUESTS.labels(op.endpoint, status).inc()
+            ZOOM_REQUESTS.labels(op.endpoint, status).inc()  # "error": no answer came
         if response.is_success:
             return response
         raise error_for(op.endpoint, response, self._now())
