@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 from psycopg import AsyncConnection
@@ -46,9 +46,12 @@ class Pipeline:
     sender: Sender
     zoom_users: dict[str, str]
     port: int = 0
+    workers: list[WorkerProcess] = field(default_factory=list)
 
     def worker(self, **extra_env: str) -> WorkerProcess:
-        return WorkerProcess({**self.env, **extra_env})
+        worker = WorkerProcess({**self.env, **extra_env})
+        self.workers.append(worker)
+        return worker
 
     async def drained(self, worker_port: int, timeout: float = 30) -> None:
         """Wait until the worker on ``worker_port`` has finished every message sent."""
@@ -94,9 +97,12 @@ async def make_pipeline(
     sender = Sender(kafka.bootstrap_servers, topics)
     await results.start()
     await sender.start()
+    pipeline = Pipeline(topics, env, zoom, store, results, sender, {})
     try:
-        yield Pipeline(topics, env, zoom, store, results, sender, {})
+        yield pipeline
     finally:
+        for worker in pipeline.workers:  # a failed test may have left one running
+            worker.stop()
         await sender.stop()
         await results.stop()
         await http.aclose()

@@ -17,6 +17,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from devservices._process import die_with_parent
+
 PARTITIONS = 3
 
 
@@ -196,6 +198,7 @@ class WorkerProcess:
                 env={**os.environ, **self.env, **(extra_env or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,  # a killed test run leaves no worker behind
             )
 
     def log(self) -> str:
