@@ -113,7 +113,8 @@ class Processor:
             await self._republish(event, decision.link)
             return "stale"
         if isinstance(decision, Record):
-            await session.save(decision.link)
+            if decision.link != link:  # a stale message changes nothing, not even a timestamp
+                await session.save(decision.link)
             return "skipped"
         step = Step(event, link, session, self._meetings, self._clock, self._crash)
         try:
