@@ -225,3 +225,16 @@ async def test_failed_exchange_comes_back_with_a_reason(
     _, back = await _flow(browser, app, "talivo-inactive", zoom_user.email, "allow")
     assert _query(back)["reason"] == "account_inactive"
     assert await app.store.status("talivo-inactive") is None
+
+
+async def test_a_grant_without_a_needed_permission_comes_back_missing_permissions(
+    app: Served, browser: httpx.AsyncClient, zoom: ZoomEmulator
+) -> None:
+    zoom_user = zoom.add_user("partial@example.com")
+    authorize = await _to_zoom(browser, app.ticket("talivo-partial"))
+    # On Zoom's page the user leaves "create and manage meetings" unticked.
+    narrowed = str(httpx.URL(authorize).copy_merge_params({"scope": "meeting:read user:read"}))
+    callback = await consent(browser, narrowed, zoom_user.email, "allow")
+    back = (await browser.get(callback)).headers["location"]
+    assert _query(back) == {"tab": "zoom", "zoom": "error", "reason": "missing_permissions"}
+    assert await app.store.status("talivo-partial") is None
