@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from worker.metrics import ACTIVE
+
 
 @dataclass
 class _Organizer:
@@ -39,7 +41,11 @@ class Admission:
         try:
             # The organizer's own bound first: a hot organizer queues here, not in the shared pool.
             async with entry.slots, self._global:
-                yield
+                ACTIVE.inc()
+                try:
+                    yield
+                finally:
+                    ACTIVE.dec()
         finally:
             entry.users -= 1
             if entry.users == 0:

@@ -40,6 +40,9 @@ RATE_LIMIT_WAIT_SECONDS = Histogram(
     buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 IN_FLIGHT = Gauge("zoom_worker_in_flight", "Messages taken but not yet finished.")
+ACTIVE = Gauge(
+    "zoom_worker_active", "Messages admitted to Zoom work (the rest of in-flight is waiting)."
+)
 PARTITION_LAG = Gauge(
     "zoom_worker_partition_lag",
     "Messages behind the partition's end offset.",

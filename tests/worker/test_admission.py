@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from worker.admission import Admission
+from worker.metrics import ACTIVE
 
 
 async def test_a_hot_organizer_cannot_take_every_slot() -> None:
@@ -45,3 +46,4 @@ async def test_the_global_bound_holds_across_organizers() -> None:
 
     await asyncio.gather(*(work(f"o{i % 5}") for i in range(30)))
     assert peak == 3
+    assert ACTIVE._value.get() == 0  # every admitted message was let go

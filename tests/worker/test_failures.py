@@ -142,6 +142,7 @@ async def test_health_readiness_and_metrics_are_served(pipeline: Pipeline) -> No
         "zoom_worker_zoom_requests_total",
         "zoom_worker_zoom_request_seconds",
         "zoom_worker_in_flight",
+        "zoom_worker_active",
         "zoom_worker_partition_lag",
     ):
         assert name in metrics
