@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
-import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from devservices.zoom_emulator import EmulatedUser, ZoomEmulator
+from tests.output_scan import no_secret_in_output as scan
 from token_store import ConnectionStatus, KeyRing, TokenStore, ZoomOAuth
 from token_store.crypto import generate_key
-from worker import logging as worker_logging
 
 REDIRECT_URI = "http://app.test/zoom/callback"
 CLIENT_ID = "emu-client"
@@ -31,13 +29,8 @@ def zoom() -> Iterator[ZoomEmulator]:
 @pytest.fixture(autouse=True)
 def no_secret_in_output(zoom: ZoomEmulator, capfd: pytest.CaptureFixture[str]) -> Iterator[None]:
     """Every test's stdout/stderr (logs included) is scanned for the emulator's secrets."""
-    worker_logging.configure("DEBUG", "json")
-    # Write to file descriptor 2 itself, which capfd captures, not to a per-test sys.stderr.
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.__stderr__))
-    yield
-    out, err = capfd.readouterr()
-    leaked = [s for s in zoom.issued_secrets() if s in out or s in err]
-    assert not leaked, f"{len(leaked)} issued token(s)/code(s) appeared in the output"
+    with scan(zoom, capfd):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -4,20 +4,18 @@ over a real socket on the test's event loop, with a clock tests can move."""
 from __future__ import annotations
 
 import socket
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
-import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from devservices.zoom_emulator import ZoomEmulator
+from tests.output_scan import no_secret_in_output as scan
 from token_store import KeyRing, TokenStore, ZoomOAuth
 from token_store.crypto import generate_key
-from worker import logging as worker_logging
 from worker.health import serving
 from worker.web.app import WebConfig, create_app
 from worker.web.return_urls import ReturnUrlAllowlist
@@ -70,14 +68,9 @@ def zoom() -> Iterator[ZoomEmulator]:
 
 @pytest.fixture(autouse=True)
 def no_secret_in_output(zoom: ZoomEmulator, capfd: pytest.CaptureFixture[str]) -> Iterator[None]:
-    """Logs of every test are scanned for tokens and codes the emulator issued."""
-    worker_logging.configure("DEBUG", "json")
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.__stderr__))
-    yield
-    out, err = capfd.readouterr()
-    leaked = [s for s in zoom.issued_secrets() if s in out or s in err]
-    assert not leaked, f"{len(leaked)} issued token(s)/code(s) appeared in the output"
-    assert WEBHOOK_SECRET not in out + err and TICKET_SECRET.decode() not in out + err
+    """Logs of every test are scanned for tokens and codes the emulator issued, and ours."""
+    with scan(zoom, capfd, also=(WEBHOOK_SECRET, TICKET_SECRET.decode())):
+        yield
 
 
 @pytest.fixture(scope="module")
