@@ -11,10 +11,10 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY worker ./worker
+COPY connect ./connect
 COPY schemas ./schemas
 COPY token_store ./token_store
 COPY migrations ./migrations
-COPY devservices ./devservices
 # pip is not needed at run time (a smaller image has less to patch), so it leaves the venv.
 RUN pip wheel --no-deps --wheel-dir /dist . \
  && python -m venv /opt/venv \

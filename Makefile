@@ -6,20 +6,21 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint types pytest bench sandbox clean lock
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml dev/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]' -e ./dev
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/zoom-worker demo
+	$(BIN)/zoom-dev demo
 
 test: lint types pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 types: $(STAMP)
 	$(BIN)/mypy
@@ -31,13 +32,13 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 sandbox: $(STAMP)
-	$(BIN)/zoom-worker sandbox
+	$(BIN)/zoom-dev sandbox
 
 # Refresh the constraints file from a clean resolution of pyproject.toml.
 lock:
 	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
-	.lockenv/bin/pip install --quiet '.[dev]'
-	.lockenv/bin/pip freeze --exclude talivo-zoom-worker > constraints.txt
+	.lockenv/bin/pip install --quiet '.[dev]' ./dev
+	.lockenv/bin/pip freeze --exclude talivo-zoom-worker --exclude talivo-zoom-devtools > constraints.txt
 	rm -rf .lockenv
 
 clean:

@@ -14,7 +14,7 @@ import signal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from worker.config import load_settings
+from worker.runtime.config import load_settings
 
 
 async def main() -> None:

@@ -33,9 +33,9 @@ from schemas.events import (
     EventUpsert,
 )
 from token_store import TokenStore, ZoomOAuth
-from worker.config import load_settings
-from worker.http import http_client
-from worker.processor import result_message_id
+from worker.pipeline.processor import result_message_id
+from worker.runtime.config import load_settings
+from worker.runtime.http import http_client
 from worker.zoom import ZoomMeetings
 from worker.zoom.errors import MeetingNotFound
 from worker.zoom.models import MeetingPatch, MeetingSpec

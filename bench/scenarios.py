@@ -10,11 +10,12 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from devservices.zoom_emulator import Fault
+
 from bench.runs import Measured, measure, preload, summary
 from bench.stack import Stack
 from bench.verify import check
 from bench.workload import KIND_TOPIC, Message, events
-from devservices.zoom_emulator import Fault
 
 
 def _prefix(name: str) -> str:

@@ -16,16 +16,16 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
+from devservices import create_database, kafka_service, postgres_service
+from devservices.kafka import create_topics
+from devservices.zoom_emulator import ZoomEmulator
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 import migrations
-from devservices import create_database, kafka_service, postgres_service
-from devservices.kafka import create_topics
-from devservices.zoom_emulator import ZoomEmulator
 from token_store import KeyRing, TokenStore, ZoomOAuth
 from token_store.crypto import generate_key
-from worker.http import http_client
+from worker.runtime.http import http_client
 
 CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-secret"
 REDIRECT_URI = "http://localhost/zoom/callback"

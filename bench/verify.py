@@ -7,8 +7,9 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench.workload import Message
 from devservices.zoom_emulator import ZoomEmulator
+
+from bench.workload import Message
 
 CREATE = "POST /v2/users/{userId}/meetings"
 

@@ -10,8 +10,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-
-import migrations
 from devservices import (
     KafkaService,
     PostgresService,
@@ -19,6 +17,8 @@ from devservices import (
     kafka_service,
     postgres_service,
 )
+
+import migrations
 
 # Everything the suite printed or logged, for tests/zz_leaks (which runs last).
 CAPTURED: list[str] = []

@@ -9,9 +9,9 @@ from contextlib import contextmanager
 
 import pytest
 import structlog
-
 from devservices.zoom_emulator import ZoomEmulator
-from worker import logging as worker_logging
+
+from worker.runtime import logging as worker_logging
 
 
 @contextmanager

@@ -13,8 +13,9 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from worker.config import ConfigError, Requirement, Settings, load_settings
+from worker.runtime.config import ConfigError, Requirement, ServiceSettings, Settings, load_settings
 
 EXIT_CONFIG = 2
 
@@ -23,11 +24,10 @@ COMMAND_MODULES = (
     "worker.commands.core",
     "worker.commands.dlq",
     "worker.commands.tokens",
-    "worker.commands.sandbox",
     "worker.commands.serve",
 )
 
-Handler = Callable[[argparse.Namespace, Settings], int]
+S = TypeVar("S", bound=ServiceSettings)
 Arguments = Callable[[argparse.ArgumentParser], None]
 
 
@@ -37,17 +37,26 @@ class Command:
     help: str
     require: tuple[Requirement, ...]
     arguments: Arguments | None
-    handler: Handler
+    settings: type[ServiceSettings]
+    handler: Callable[[argparse.Namespace, Any], int]
 
 
 _REGISTRY: dict[str, Command] = {}
 
 
 def command(
-    name: str, help: str, *require: Requirement, arguments: Arguments | None = None
-) -> Callable[[Handler], Handler]:
-    def register(handler: Handler) -> Handler:
-        _REGISTRY[name] = Command(name, help, require, arguments, handler)
+    name: str,
+    help: str,
+    *require: Requirement,
+    arguments: Arguments | None = None,
+    settings: type[S] = Settings,  # type: ignore[assignment]
+) -> Callable[[Callable[[argparse.Namespace, S], int]], Callable[[argparse.Namespace, S], int]]:
+    """Register a subcommand reading ``settings`` (the worker's unless it names its own)."""
+
+    def register(
+        handler: Callable[[argparse.Namespace, S], int],
+    ) -> Callable[[argparse.Namespace, S], int]:
+        _REGISTRY[name] = Command(name, help, require, arguments, settings, handler)
         return handler
 
     return register
@@ -78,12 +87,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cmd: Command = args._command
     try:
-        settings = load_settings(os.environ, cmd.require)
+        settings = load_settings(os.environ, cmd.require, cmd.settings)
     except ConfigError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
         return EXIT_CONFIG
-    from worker import logging as worker_logging
+    from worker.runtime import logging as worker_logging
 
     worker_logging.configure(settings.log_level, settings.log_format)
     return cmd.handler(args, settings)

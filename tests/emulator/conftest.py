@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-
 from devservices.zoom_emulator import EmulatedUser, ZoomEmulator
 
 CLIENT = ("emu-client", "emu-secret")

@@ -9,7 +9,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 
-SPEC = Path(__file__).parents[2] / "devservices/zoom_emulator/openapi/meetings-openapi.json"
+SPEC = Path(__file__).parents[2] / "dev/devservices/zoom_emulator/openapi/meetings-openapi.json"
 
 CREATE_REQUEST = "UserIdMeetingsBody"
 CREATE_RESPONSE = "InlineResponse2018"

@@ -9,8 +9,8 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 import pytest
-
 from devservices.zoom_emulator import EmulatedUser, Fault, ZoomEmulator, parse_fault
+
 from tests.emulator.conftest import bearer
 from tests.emulator.test_meetings import SCHEDULED
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import httpx
-
 from devservices.zoom_emulator import EmulatedUser, ZoomEmulator
+
 from tests.emulator.conftest import bearer
 from tests.emulator.test_meetings import SCHEDULED
 

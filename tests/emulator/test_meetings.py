@@ -6,8 +6,8 @@ from typing import Any
 
 import httpx
 import pytest
-
 from devservices.zoom_emulator import EmulatedUser, ZoomEmulator
+
 from tests.emulator import openapi
 from tests.emulator.conftest import bearer
 

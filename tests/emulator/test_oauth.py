@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-
 from devservices.zoom_emulator import EmulatedUser, Fault, ZoomEmulator
+
 from tests.emulator.conftest import CLIENT, bearer
 
 # A dropped connection reads as a closed stream or a reset, depending on timing.

@@ -1,4 +1,4 @@
-"""``zoom-worker sandbox`` serves the emulator standalone and prints how to reach it."""
+"""``zoom-dev sandbox`` serves the emulator standalone and prints how to reach it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def test_sandbox_prints_env_seeds_users_and_applies_faults() -> None:
         [
             sys.executable,
             "-m",
-            "worker",
+            "devservices",
             "sandbox",
             "--user",
             "ana@example.com:business",

@@ -13,10 +13,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-
 from devservices import KafkaService
 from devservices.kafka import create_topics
-from worker.records import Record
+
+from worker.engine.records import ConsumedRecord
 
 FAST_GROUP = {"session_timeout_ms": 1000, "heartbeat_interval_ms": 100}
 
@@ -105,7 +105,7 @@ class Probe:
     def __init__(self, sleep: Callable[[], float] = lambda: 0.0) -> None:
         self._sleep = sleep
         self._tick = 0
-        self.spans: list[tuple[Record, int, int]] = []  # (record, start tick, end tick)
+        self.spans: list[tuple[ConsumedRecord, int, int]] = []  # (record, start tick, end tick)
         self.active: set[bytes | None] = set()
         self.overlapping_keys: list[bytes | None] = []
         self.running = 0
@@ -116,7 +116,7 @@ class Probe:
         self._tick += 1
         return self._tick
 
-    async def __call__(self, record: Record) -> None:
+    async def __call__(self, record: ConsumedRecord) -> None:
         if record.key in self.active:
             self.overlapping_keys.append(record.key)
         self.active.add(record.key)
@@ -132,5 +132,5 @@ class Probe:
         self.spans.append((record, start, self.tick()))
 
     @property
-    def done(self) -> list[Record]:
+    def done(self) -> list[ConsumedRecord]:
         return [record for record, _, _ in self.spans]

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 from aiokafka import TopicPartition
-
 from devservices import KafkaService
+
 from tests.engine.kafka_support import (
     CommittedReader,
     Probe,
@@ -16,9 +16,9 @@ from tests.engine.kafka_support import (
     eventually,
     produce,
 )
-from worker.engine import Engine, EngineSettings
-from worker.engine_errors import ProcessorFailed
-from worker.records import Record
+from worker.engine.consumer import Engine, EngineSettings
+from worker.engine.errors import HandlerFailed
+from worker.engine.records import ConsumedRecord
 
 
 class _Gate(Probe):
@@ -31,7 +31,7 @@ class _Gate(Probe):
         self.held: list[int] = []
         self.cancelled: list[int] = []
 
-    async def __call__(self, record: Record) -> None:
+    async def __call__(self, record: ConsumedRecord) -> None:
         if record.offset in self.fail:
             raise RuntimeError("processor bug")
         if record.offset in self.hold:
@@ -85,7 +85,7 @@ async def test_failing_processor_stops_the_engine_without_committing_its_record(
     tp = TopicPartition(topics[0], 0)
     gate, group = _Gate(fail={2}), f"g-{unique}"
     engine = Engine(consumer(kafka, group), gate, _settings(topics))
-    with pytest.raises(ProcessorFailed, match=r"@2") as raised:
+    with pytest.raises(HandlerFailed, match=r"@2") as raised:
         await asyncio.wait_for(engine.run(asyncio.Event()), 20)
     assert isinstance(raised.value.__cause__, RuntimeError)
     assert not engine.running

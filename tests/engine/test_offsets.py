@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.offsets import OffsetTracker
+from worker.engine.offsets import OffsetTracker
 
 
 def test_nothing_taken_commits_nothing() -> None:

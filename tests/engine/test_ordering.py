@@ -7,12 +7,12 @@ import itertools
 import random
 from collections import defaultdict
 
+from devservices import KafkaService
 from prometheus_client import REGISTRY
 
-from devservices import KafkaService
 from tests.engine.kafka_support import Probe, consumer, event_topics, eventually, produce
-from worker.engine import Engine, EngineSettings
-from worker.records import Record
+from worker.engine.consumer import Engine, EngineSettings
+from worker.engine.records import ConsumedRecord
 
 KEYS = [f"event-{i}".encode() for i in range(40)]
 
@@ -67,7 +67,7 @@ class _Gauged(Probe):
         self.topic = ""
         self.lag_peak = 0.0
 
-    async def __call__(self, record: Record) -> None:
+    async def __call__(self, record: ConsumedRecord) -> None:
         gauge = REGISTRY.get_sample_value("zoom_worker_in_flight") or 0.0
         self.gauge_peak = max(self.gauge_peak, gauge)
         self.lag_peak = max(self.lag_peak, _lag(self.topic))

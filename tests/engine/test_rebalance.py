@@ -8,9 +8,10 @@ import time
 from collections import Counter
 
 from devservices import KafkaService
+
 from tests.engine.kafka_support import Probe, consumer, event_topics, eventually, produce
-from worker.engine import Engine, EngineSettings
-from worker.records import Record
+from worker.engine.consumer import Engine, EngineSettings
+from worker.engine.records import ConsumedRecord
 
 
 class _Member:
@@ -18,9 +19,9 @@ class _Member:
 
     def __init__(self, shared: Probe) -> None:
         self.shared = shared
-        self.done: list[Record] = []
+        self.done: list[ConsumedRecord] = []
 
-    async def __call__(self, record: Record) -> None:
+    async def __call__(self, record: ConsumedRecord) -> None:
         await self.shared(record)
         self.done.append(record)
 

@@ -7,12 +7,12 @@ import asyncio
 import pytest
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
-
 from devservices import KafkaService
 from devservices.kafka import create_topics
+
 from tests.engine.kafka_support import Probe, consumer, event_topics
-from worker.engine import Engine, EngineSettings
-from worker.engine_errors import TopicMissing, TopicsNotCoPartitioned, WrongAssignor
+from worker.engine.consumer import Engine, EngineSettings
+from worker.engine.errors import TopicMissing, TopicsNotCoPartitioned, WrongAssignor
 
 
 async def test_topics_with_different_partition_counts_are_refused(

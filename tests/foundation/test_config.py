@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from token_store.crypto import generate_key
-from worker.config import ConfigError, load_settings
+from worker.runtime.config import ConfigError, load_settings
 
 SECRET = "s3cr3t-value-that-must-not-leak"
 GOOD = {

@@ -8,9 +8,9 @@ import sys
 import uuid
 
 import psycopg
+from devservices import PostgresService, create_database
 
 import migrations
-from devservices import PostgresService, create_database
 
 
 def test_two_processes_migrating_at_once_apply_each_file_once(postgres: PostgresService) -> None:

@@ -13,7 +13,6 @@ import psutil
 import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-
 from devservices import KafkaService, PostgresService
 
 

@@ -8,7 +8,7 @@ import re
 import yaml
 
 from tests.helm.dockerfile import DOCKERFILE, REPO, copy_sources, stages
-from worker.config import Settings
+from worker.runtime.config import Settings
 
 ARGS, STAGES = stages(DOCKERFILE.read_text())
 FINAL = STAGES[-1]

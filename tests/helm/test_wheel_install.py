@@ -43,24 +43,29 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built
 
 
-@pytest.mark.timeout(300)
-def test_wheel_installs_into_a_clean_venv_and_the_cli_starts(wheel: Path, tmp_path: Path) -> None:
-    venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp_path)
-    python = venv / "bin" / "python"
+@pytest.fixture(scope="module")
+def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    venv = tmp_path_factory.mktemp("installed") / "venv"
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=venv.parent)
     _run(
-        [*PIP, "--python", str(python), "install", "--quiet",
+        [*PIP, "--python", str(venv / "bin" / "python"), "install", "--quiet",
          "--constraint", str(REPO / "constraints.txt"), str(wheel)],
-        cwd=tmp_path,
+        cwd=venv.parent,
     )  # fmt: skip
-    # No PYTHONPATH or checkout on the path: only what the wheel installed can be imported.
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return venv
 
-    help_text = _run([str(venv / "bin" / "zoom-worker"), "--help"], cwd=tmp_path, env=env)
+
+# No PYTHONPATH or checkout on the path: only what the wheel installed can be imported.
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+
+@pytest.mark.timeout(300)
+def test_wheel_installs_into_a_clean_venv_and_the_cli_starts(venv: Path, tmp_path: Path) -> None:
+    help_text = _run([str(venv / "bin" / "zoom-worker"), "--help"], cwd=tmp_path, env=CLEAN_ENV)
     location = _run(
-        [str(python), "-c", "import worker, migrations; print(worker.__file__)"],
+        [str(venv / "bin" / "python"), "-c", "import worker, migrations; print(worker.__file__)"],
         cwd=tmp_path,
-        env=env,
+        env=CLEAN_ENV,
     )
 
     assert help_text.startswith("usage: zoom-worker")
@@ -74,3 +79,29 @@ def test_wheel_carries_the_migrations_and_type_markers(wheel: Path) -> None:
     assert [n for n in names if n.startswith("migrations/sql/") and n.endswith(".sql")]
     assert "worker/py.typed" in names
     assert not [n for n in names if n.startswith("tests/")]
+
+
+def test_wheel_holds_only_production_packages(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+
+    assert top_level == {"worker", "connect", "schemas", "token_store", "migrations"}
+    assert not [n for n in names if "devservices" in n or "emulator" in n or "demo" in n]
+    assert not [n for n in names if n.startswith(("bench/", "dev/", "tests/"))]
+
+
+@pytest.mark.timeout(300)
+def test_production_console_script_has_no_dev_commands(venv: Path, tmp_path: Path) -> None:
+    cli = str(venv / "bin" / "zoom-worker")
+    help_text = _run([cli, "--help"], cwd=tmp_path, env=CLEAN_ENV)
+    demo = subprocess.run(
+        [cli, "demo"], cwd=tmp_path, env=CLEAN_ENV, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    probe = "import importlib.util as u; print(u.find_spec('devservices') is None)"
+    importable = _run([str(venv / "bin" / "python"), "-c", probe], cwd=tmp_path, env=CLEAN_ENV)
+
+    assert "run" in help_text and "serve" in help_text
+    assert "demo" not in help_text and "sandbox" not in help_text
+    assert demo.returncode == 2 and "invalid choice: 'demo'" in demo.stderr
+    assert importable.strip() == "True"

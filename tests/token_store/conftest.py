@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from devservices.zoom_emulator import EmulatedUser, ZoomEmulator
 from psycopg_pool import AsyncConnectionPool
 
-from devservices.zoom_emulator import EmulatedUser, ZoomEmulator
 from tests.output_scan import no_secret_in_output as scan
 from token_store import ConnectionStatus, KeyRing, TokenStore, ZoomOAuth
 from token_store.crypto import generate_key

@@ -17,7 +17,7 @@ import httpx
 from psycopg_pool import AsyncConnectionPool
 
 from token_store import KeyRing, TokenStore, ZoomOAuth
-from worker import logging as worker_logging
+from worker.runtime import logging as worker_logging
 
 
 async def main() -> None:

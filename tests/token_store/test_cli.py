@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from devservices.zoom_emulator import ZoomEmulator
+
 from token_store.crypto import generate_key
 
 from .conftest import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI

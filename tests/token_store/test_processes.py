@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import httpx
+from devservices.zoom_emulator import Fault, ZoomEmulator
 from psycopg_pool import AsyncConnectionPool
 
-from devservices.zoom_emulator import Fault, ZoomEmulator
 from token_store import TokenStore
 
 from .conftest import CLIENT_ID, CLIENT_SECRET, connect_new_user, digest

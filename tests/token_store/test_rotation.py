@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from devservices.zoom_emulator import ZoomEmulator
 from psycopg_pool import AsyncConnectionPool
 
-from devservices.zoom_emulator import ZoomEmulator
 from token_store import KeyRing, TokenStore, TokenUnreadable
 from token_store.crypto import generate_key
 

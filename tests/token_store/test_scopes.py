@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from devservices.zoom_emulator import ZoomEmulator
+
 from token_store import MissingPermissions, TokenStore
 from token_store.scopes import missing
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from devservices.zoom_emulator import Fault, ZoomEmulator
 from prometheus_client import REGISTRY
 from psycopg_pool import AsyncConnectionPool
 
-from devservices.zoom_emulator import Fault, ZoomEmulator
 from token_store import (
     AccountInactive,
     AuthorizationExpired,

@@ -10,17 +10,17 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from devservices.zoom_emulator import ZoomEmulator
 from psycopg_pool import AsyncConnectionPool
 
-from devservices.zoom_emulator import ZoomEmulator
+from connect.app import WebConfig, create_app
+from connect.return_urls import ReturnUrlAllowlist
+from connect.state import StateStore
+from connect.tickets import Purpose, make_ticket
 from tests.output_scan import no_secret_in_output as scan
 from token_store import KeyRing, TokenStore, ZoomOAuth
 from token_store.crypto import generate_key
-from worker.health import serving
-from worker.web.app import WebConfig, create_app
-from worker.web.return_urls import ReturnUrlAllowlist
-from worker.web.state import StateStore
-from worker.web.tickets import Purpose, make_ticket
+from worker.runtime.health import serving
 
 TICKET_SECRET = b"test-ticket-secret-0123456789abcdef"
 WEBHOOK_SECRET = "test-webhook-secret-token"
@@ -119,7 +119,7 @@ async def served(
                 await conn.execute("SELECT 1")
             return True
 
-        app = create_app(config, store, StateStore(pool), ready=ready, clock=clock)
+        app = create_app(config, store, StateStore(pool), checks={"database": ready}, clock=clock)
         async with serving(app, port, host="127.0.0.1"):
             yield Served(base_url, redirect_uri, store, clock)
 

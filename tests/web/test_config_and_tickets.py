@@ -6,11 +6,12 @@ import time
 
 import pytest
 
+from connect.config import ConnectSettings
+from connect.errors import TicketBadSignature, TicketMalformed
+from connect.return_urls import ReturnUrlAllowlist
+from connect.tickets import make_ticket, read_ticket
 from worker.cli import main
-from worker.config import ConfigError, load_settings
-from worker.web.errors import TicketBadSignature, TicketMalformed
-from worker.web.return_urls import ReturnUrlAllowlist
-from worker.web.tickets import make_ticket, read_ticket
+from worker.runtime.config import ConfigError, load_settings
 
 SECRET = "s" * 32
 ALLOW = ReturnUrlAllowlist.parse("https://app.talivo.com/settings/, http://localhost:3000")
@@ -58,11 +59,11 @@ def test_ticket_round_trip_and_signature_covers_the_payload() -> None:
 
 def test_serve_settings_are_required_and_never_echoed() -> None:
     with pytest.raises(ConfigError) as caught:
-        load_settings({"CONNECT_TICKET_SECRET": "too-short"}, ["serve"])
+        load_settings({"CONNECT_TICKET_SECRET": "too-short"}, ["serve"], ConnectSettings)
     text = "\n".join(caught.value.problems)
     assert "CONNECT_TICKET_SECRET" in text and "too-short" not in text
     with pytest.raises(ConfigError) as missing:
-        load_settings({}, ["serve"])
+        load_settings({}, ["serve"], ConnectSettings)
     names = "\n".join(missing.value.problems)
     for name in ("CONNECT_RETURN_URL_ALLOWLIST", "ZOOM_WEBHOOK_SECRET_TOKEN", "ZOOM_REDIRECT_URI"):
         assert name in names
@@ -74,6 +75,7 @@ def test_serve_settings_are_required_and_never_echoed() -> None:
             "ZOOM_REDIRECT_URI": "https://zoom.talivo.com/zoom/callback",
         },
         ["serve"],
+        ConnectSettings,
     )
     assert ok.serve_port == 8000
 

@@ -7,11 +7,11 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import psycopg
 import pytest
-
 from devservices.zoom_emulator import ZoomEmulator
 from devservices.zoom_emulator.browser import Decision, consent
+
+from connect.state import s256
 from tests.web.conftest import Served
-from worker.web.state import s256
 
 JSON = {"accept": "application/json"}
 
@@ -121,7 +121,7 @@ def _tampered(ticket: str) -> str:
 async def test_bad_tickets_get_a_clear_4xx_and_change_nothing(
     app: Served, browser: httpx.AsyncClient, database_url: str, case: str, status: int, code: str
 ) -> None:
-    from worker.web.tickets import make_ticket
+    from connect.tickets import make_ticket
 
     good = app.ticket("talivo-bad")
     tickets = {

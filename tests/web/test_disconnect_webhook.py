@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
 from devservices.zoom_emulator import ZoomEmulator
 from devservices.zoom_emulator.browser import consent
 from devservices.zoom_emulator.webhooks import webhook_request
+
 from schemas.reasons import FailureReason
 from tests.web.conftest import WEBHOOK_SECRET, Served
 from token_store import NotConnected
@@ -137,4 +137,5 @@ async def test_signed_but_malformed_webhook_is_a_400(
 async def test_health_and_readiness(app: Served, browser: httpx.AsyncClient) -> None:
     assert (await browser.get("/healthz")).json() == {"status": "ok"}
     ready = await browser.get("/readyz")
-    assert ready.status_code == 200 and ready.json() == {"ready": True}
+    assert ready.status_code == 200
+    assert ready.json() == {"ready": True, "checks": {"database": True}}

@@ -6,13 +6,13 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
-
 from devservices import KafkaService
 from devservices.demo import connect_via_oauth
 from devservices.kafka import create_topics
 from devservices.zoom_emulator import ZoomEmulator
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
 from tests.worker.harness import (
     PARTITIONS,
     Results,
@@ -24,7 +24,7 @@ from tests.worker.harness import (
 )
 from token_store import KeyRing, TokenStore, ZoomOAuth
 from token_store.crypto import generate_key
-from worker.http import http_client
+from worker.runtime.http import http_client
 
 CLIENT_ID, CLIENT_SECRET = "test-client", "test-secret"
 KEYS = f"k1:{generate_key()}"

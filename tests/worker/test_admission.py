@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from worker.admission import Admission
-from worker.metrics import ACTIVE
+from worker.pipeline.admission import Admission
+from worker.pipeline.metrics import ACTIVE
 
 
 async def test_a_hot_organizer_cannot_take_every_slot() -> None:

@@ -8,8 +8,16 @@ import pytest
 
 from schemas import parse_event
 from tests.worker.harness import event
-from worker.decision import Cancel, Create, Record, Republish, Update, decide, wanted_meeting
-from worker.links import Link
+from worker.pipeline.decision import (
+    Cancel,
+    Create,
+    Remember,
+    Republish,
+    Update,
+    decide,
+    wanted_meeting,
+)
+from worker.pipeline.links import Link
 
 
 def parsed(kind: str, body: dict[str, object]):  # type: ignore[no-untyped-def]
@@ -37,8 +45,8 @@ def linked(revision: int, **changes: object) -> Link:
         ("deleted", event("e1", 2, deleted=True), linked(1), Cancel),
         ("created", event("e1", 1), linked(1), Republish),
         ("created", event("e1", 1), linked(3), Republish),
-        ("deleted", event("e1", 2, deleted=True), None, Record),
-        ("created", event("e1", 1, video="teams"), None, Record),
+        ("deleted", event("e1", 2, deleted=True), None, Remember),
+        ("created", event("e1", 1, video="teams"), None, Remember),
         ("created", event("e1", 2), linked(1, state="creating", last_result=None), Create),
         ("deleted", event("e1", 2, deleted=True), linked(1, state="creating"), Cancel),
     ],
@@ -66,4 +74,4 @@ def test_a_recovering_create_is_marked() -> None:
 def test_a_stale_message_without_a_result_changes_nothing() -> None:
     tomb = Link("e1", "ana", "deleted", 5)
     decision = decide(parsed("created", event("e1", 1)), tomb)
-    assert isinstance(decision, Record) and decision.link == tomb
+    assert isinstance(decision, Remember) and decision.link == tomb

@@ -10,7 +10,7 @@ import sys
 def test_the_demo_tells_its_whole_story() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ZOOM_", "TOPIC_"))}
     done = subprocess.run(
-        [sys.executable, "-m", "worker", "demo"],
+        [sys.executable, "-m", "devservices", "demo"],
         env=env,
         capture_output=True,
         text=True,
@@ -25,7 +25,6 @@ def test_the_demo_runs_on_a_real_zoom_with_a_person_signing_in() -> None:
     """The real-Zoom path, with the emulator standing in for zoom.us and this test for the
     person who opens the authorize URL and pastes where Zoom sent their browser."""
     import httpx
-
     from devservices.zoom_emulator import ZoomEmulator
 
     with ZoomEmulator(client_id="real-client", client_secret="real-secret") as zoom:
@@ -39,7 +38,7 @@ def test_the_demo_runs_on_a_real_zoom_with_a_person_signing_in() -> None:
             "ZOOM_REDIRECT_URI": "https://talivo.example/zoom/callback",
         }
         demo = subprocess.Popen(
-            [sys.executable, "-m", "worker", "demo"],
+            [sys.executable, "-m", "devservices", "demo"],
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

@@ -13,13 +13,13 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-
 from devservices import KafkaService
 from devservices._process import die_with_parent, free_port
 from devservices.zoom_emulator import ZoomEmulator
+
+from connect.tickets import make_ticket
 from tests.worker.conftest import Pipeline, make_pipeline
 from tests.worker.harness import event
-from worker.web.tickets import make_ticket
 
 TICKET_SECRET = "disconnect-test-ticket-secret-0123456789"
 RETURN_URL = "https://app.talivo.test/settings/integrations"

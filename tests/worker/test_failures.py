@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-
 from devservices import KafkaService
 from devservices._process import free_port
 from devservices.zoom_emulator import ZoomEmulator
 from devservices.zoom_emulator.faults import Fault
+
 from tests.worker.conftest import CLIENT_ID, CLIENT_SECRET, Pipeline, make_pipeline
 from tests.worker.harness import event
 

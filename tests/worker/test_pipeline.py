@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from devservices import KafkaService
 from devservices._process import free_port
 from devservices.zoom_emulator import ZoomEmulator
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from tests.worker.conftest import Pipeline, make_pipeline
 from tests.worker.harness import event
 

@@ -8,10 +8,10 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-
 from devservices import KafkaService
 from devservices.zoom_emulator import ZoomEmulator
 from devservices.zoom_emulator.faults import Fault
+
 from tests.worker.conftest import Pipeline, make_pipeline
 from tests.worker.harness import event
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 from schemas import LinkedAction, parse_event, parse_linked
 from tests.worker.harness import event
-from worker.decision import Create, wanted_meeting
-from worker.failures import Failure
-from worker.links import Link
-from worker.results import answer_for, failed, linked, result_message_id
+from worker.pipeline.decision import Create, wanted_meeting
+from worker.pipeline.failures import Failure
+from worker.pipeline.links import Link
+from worker.pipeline.results import answer_for, failed, linked, result_message_id
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 

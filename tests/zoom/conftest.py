@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-
 from devservices.zoom_emulator import EmulatedUser, ZoomEmulator
+
 from token_store.models import ZoomGrant
 from worker.zoom import ZoomMeetings
 

@@ -10,12 +10,11 @@ from typing import Any
 import httpx
 import pytest
 import structlog
-
 from devservices.zoom_emulator import EmulatedUser, Fault, ZoomEmulator
+
 from tests.emulator import openapi
 from tests.zoom.conftest import EmulatorTokens
 from token_store.models import ZoomGrant
-from worker.metrics import ZOOM_RETRIES
 from worker.zoom import (
     InvalidMeetingSpec,
     MeetingNotFound,
@@ -30,6 +29,7 @@ from worker.zoom import (
     ZoomRejectedRequest,
     ZoomUnavailable,
 )
+from worker.zoom.metrics import ZOOM_RETRIES
 
 USER = "talivo-ana"
 CREATE = "POST /v2/users/{userId}/meetings"

@@ -6,8 +6,8 @@ import asyncio
 import time
 
 import httpx
-
 from devservices.zoom_emulator import EmulatedUser, ZoomEmulator
+
 from tests.zoom.conftest import EmulatorTokens
 from tests.zoom.test_client import SPEC
 from worker.zoom import AccountRateLimiter, BucketConfig, ZoomMeetings

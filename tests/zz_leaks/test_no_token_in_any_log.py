@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from devservices.zoom_emulator.server import secrets_issued_in_this_process
+
 from tests.conftest import CAPTURED, WORKER_LOGS
 
 

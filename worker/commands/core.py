@@ -1,11 +1,11 @@
-"""The core commands: run the worker, migrate the database, run the demo."""
+"""The core commands: run the worker, migrate the database."""
 
 from __future__ import annotations
 
 import argparse
 
 from worker.cli import command
-from worker.config import Settings
+from worker.runtime.config import Settings
 
 
 @command("migrate", "apply database migrations (idempotent, safe to run concurrently)", "database")
@@ -26,13 +26,6 @@ def migrate(_: argparse.Namespace, settings: Settings) -> int:
     "zoom",
 )
 def run(_: argparse.Namespace, settings: Settings) -> int:
-    from worker import app
+    from worker.runtime import app
 
     return app.main(settings)
-
-
-@command("demo", "run the whole pipeline on embedded services with a scripted story")
-def demo(_: argparse.Namespace, settings: Settings) -> int:
-    from devservices import demo as story
-
-    return story.main(settings)

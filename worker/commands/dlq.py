@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from worker import kafka
 from worker.cli import command
-from worker.config import Settings
+from worker.runtime import kafka
+from worker.runtime.config import Settings
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +22,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 @command("dlq replay", "re-publish parked records to their source topics", "kafka",
          arguments=_arguments)  # fmt: skip
 def replay(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.replay import replay as run_replay
+    from worker.runtime.replay import replay as run_replay
 
     async def go() -> int:
         consumer = kafka.consumer(settings, group_id=f"{settings.kafka_group_id}-dlq-replay")

@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from token_store import ConnectionStatus, TokenStore, TokenStoreError, ZoomOAuth
 from worker.cli import command
-from worker.config import Settings
+from worker.runtime.config import Settings
 
 
 def _user(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,4 @@
-"""One handler per Zoom step, one signature, registered in ``HANDLERS``.
+"""One handler per Zoom step, one signature; ``carry_out`` dispatches a step to its handler.
 
 A handler carries out a ``Decision`` for one event under its link guard: it calls Zoom, records
 intent before any call that creates something (so a crash can be recovered), and returns the
@@ -8,17 +8,28 @@ which turns them into ``meeting.failed``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import assert_never
 
-from worker.decision import Cancel, Create, Update
 from worker.handlers.base import Applied, Step
 from worker.handlers.cancel import cancel
 from worker.handlers.create import create
 from worker.handlers.update import update
+from worker.pipeline.decision import Cancel, Create, Update
 
-Handler = Callable[[Any, Step], Awaitable[Applied]]
+ZoomStep = Create | Update | Cancel
 
-HANDLERS: dict[type, Handler] = {Create: create, Update: update, Cancel: cancel}
 
-__all__ = ["HANDLERS", "Applied", "Step"]
+async def carry_out(decision: ZoomStep, step: Step) -> Applied:
+    """Run the handler of ``decision``; mypy proves every step has one."""
+    match decision:
+        case Create():
+            return await create(decision, step)
+        case Update():
+            return await update(decision, step)
+        case Cancel():
+            return await cancel(decision, step)
+        case _:
+            assert_never(decision)
+
+
+__all__ = ["Applied", "Step", "ZoomStep", "carry_out"]

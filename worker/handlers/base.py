@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from schemas import LinkedAction, SourceEvent
-from worker.crashpoints import CrashPoints
-from worker.decision import Wanted
-from worker.links import Link, LinkSession
-from worker.ports import Clock, Meetings
+from worker.pipeline.crashpoints import CrashPoints
+from worker.pipeline.decision import Wanted
+from worker.pipeline.links import Link, LinkSession
+from worker.pipeline.ports import Clock, Meetings
 from worker.zoom.models import Meeting, MeetingSpec, MeetingSummary
 
 # A crashed create is looked for among meetings created since its intent, minus clock skew.
@@ -49,7 +49,7 @@ def spec_of(wanted: Wanted) -> MeetingSpec:
     )
 
 
-def linked(link: Link, meeting: Meeting, wanted: Wanted) -> Link:
+def with_meeting(link: Link, meeting: Meeting, wanted: Wanted) -> Link:
     return link.evolve(
         state="linked",
         zoom_meeting_id=meeting.id,

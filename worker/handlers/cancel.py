@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 
 from schemas import LinkedAction
-from worker.decision import Cancel
 from worker.handlers.base import Applied, Step, find_crashed_creates
+from worker.pipeline.decision import Cancel
 from worker.zoom.errors import MeetingNotFound
 
 

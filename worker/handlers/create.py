@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 
 from schemas import LinkedAction
-from worker.decision import Create, Wanted
-from worker.handlers.base import Applied, Step, find_crashed_creates, linked, spec_of
-from worker.links import Link
+from worker.handlers.base import Applied, Step, find_crashed_creates, spec_of, with_meeting
+from worker.pipeline.decision import Create, Wanted
+from worker.pipeline.links import Link
 from worker.zoom.errors import MeetingNotFound
 from worker.zoom.models import Meeting, MeetingPatch
 
@@ -32,7 +32,7 @@ async def create(decision: Create, step: Step) -> Applied:
     step.crash.reached("after_intent")
     meeting = await step.meetings.create_meeting(step.user_id, spec_of(decision.wanted))
     step.crash.reached("after_zoom")
-    return Applied(linked(intent, meeting, decision.wanted), LinkedAction.CREATED)
+    return Applied(with_meeting(intent, meeting, decision.wanted), LinkedAction.CREATED)
 
 
 async def _adopt(step: Step, intent: Link, wanted: Wanted) -> Applied | None:
@@ -63,4 +63,4 @@ async def _adopt(step: Step, intent: Link, wanted: Wanted) -> Applied | None:
         host_id=keep.host_id,
         created_at=keep.created_at,
     )
-    return Applied(linked(intent, meeting, wanted), LinkedAction.CREATED)
+    return Applied(with_meeting(intent, meeting, wanted), LinkedAction.CREATED)

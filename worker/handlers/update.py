@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from schemas import LinkedAction
-from worker.decision import Create, Update
 from worker.handlers.base import Applied, Step
 from worker.handlers.create import create
-from worker.links import Link
+from worker.pipeline.decision import Create, Update
+from worker.pipeline.links import Link
 from worker.zoom.errors import MeetingNotFound
 from worker.zoom.models import MeetingPatch
 

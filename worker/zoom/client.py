@@ -19,16 +19,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
+from structlog.stdlib import get_logger
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from token_store.models import ZoomGrant
-from worker.logging import get_logger
-from worker.metrics import (
-    RATE_LIMIT_WAIT_SECONDS,
-    ZOOM_REQUEST_SECONDS,
-    ZOOM_REQUESTS,
-    ZOOM_RETRIES,
-)
 from worker.zoom.answers import body_of, error_for
 from worker.zoom.backoff import Backoff
 from worker.zoom.errors import (
@@ -36,6 +30,12 @@ from worker.zoom.errors import (
     ZoomError,
     ZoomRateLimited,
     ZoomUnavailable,
+)
+from worker.zoom.metrics import (
+    RATE_LIMIT_WAIT_SECONDS,
+    ZOOM_REQUEST_SECONDS,
+    ZOOM_REQUESTS,
+    ZOOM_RETRIES,
 )
 from worker.zoom.models import Meeting, MeetingPatch, MeetingSpec, MeetingSummary
 from worker.zoom.ratelimit import AccountRateLimiter, Category
@@ -72,7 +72,7 @@ def _utcnow() -> datetime:
 
 
 class ZoomMeetings:
-    """Implements ``worker.ports.Meetings`` over one shared ``httpx.AsyncClient``."""
+    """Implements ``worker.pipeline.ports.Meetings`` over one shared ``httpx.AsyncClient``."""
 
     def __init__(
         self,

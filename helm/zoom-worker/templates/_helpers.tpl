@@ -107,11 +107,16 @@ app.kubernetes.io/component: {{ .component }}
 {{- if hasPrefix "SASL_" .Values.kafka.securityProtocol }}true{{ end }}
 {{- end }}
 
-{{/* Secrets every `run` container reads. */}}
-{{- define "zoom-worker.workerSecretEnv" -}}
+{{/* Secrets both processes read (`run` and `serve`). */}}
+{{- define "zoom-worker.serviceSecretEnv" -}}
 {{ include "zoom-worker.secretEnv" (dict "root" . "env" "DATABASE_URL" "entry" "databaseUrl") }}
 {{ include "zoom-worker.secretEnv" (dict "root" . "env" "TOKEN_ENCRYPTION_KEYS" "entry" "tokenEncryptionKeys") }}
 {{ include "zoom-worker.secretEnv" (dict "root" . "env" "ZOOM_CLIENT_SECRET" "entry" "zoomClientSecret") }}
+{{- end }}
+
+{{/* Secrets every `run` container reads. */}}
+{{- define "zoom-worker.workerSecretEnv" -}}
+{{ include "zoom-worker.serviceSecretEnv" . }}
 {{- if include "zoom-worker.usesSasl" . }}
 {{ include "zoom-worker.secretEnv" (dict "root" . "env" "KAFKA_SASL_PASSWORD" "entry" "kafkaSaslPassword") }}
 {{- end }}

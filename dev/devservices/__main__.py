@@ -1,0 +1,5 @@
+import sys
+
+from devservices.cli import main
+
+sys.exit(main())

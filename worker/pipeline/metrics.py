@@ -1,0 +1,27 @@
+"""Metrics of message handling. Names and label values are constants, never free text."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES = Counter(
+    "zoom_worker_messages_total",
+    "Source messages handled, by topic and outcome (linked, failed, stale, invalid).",
+    ["topic", "outcome"],
+)
+FAILURES = Counter(
+    "zoom_worker_failures_total", "meeting.failed results published, by reason.", ["reason"]
+)
+MESSAGE_SECONDS = Histogram(
+    "zoom_worker_message_seconds",
+    "Time from taking a message to publishing its result.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+ACTIVE = Gauge(
+    "zoom_worker_active", "Messages admitted to Zoom work (the rest of in-flight is waiting)."
+)
+DEAD_LETTERED = Counter(
+    "zoom_worker_dead_lettered_total",
+    "Source messages parked in the dead-letter topic.",
+    ["reason"],
+)

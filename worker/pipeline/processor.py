@@ -1,0 +1,240 @@
+"""The imperative shell around ``decide``: one calendar record in, one result out.
+
+Order of side effects for a record, each durable before the next: the link guard is taken;
+intent is stored before Zoom may create anything; Zoom is called; the link and the result are
+stored together; the result is published; the caller (the engine) commits the offset. A crash
+between any two of these is repaired on redelivery: the stored intent finds a meeting a crashed
+create made, and a stored result is published again under the same ``message_id``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import assert_never
+
+from structlog.stdlib import get_logger
+
+from schemas import (
+    ContractError,
+    EventKind,
+    FailureReason,
+    SourceEvent,
+    parse_event,
+    salvage_ids,
+)
+from schemas.dead_letter import dead_letter_headers
+from worker.engine.records import ConsumedRecord
+from worker.handlers import Applied, Step, carry_out
+from worker.pipeline import metrics, results
+from worker.pipeline.admission import Admission
+from worker.pipeline.crashpoints import CrashPoints
+from worker.pipeline.decision import Cancel, Create, Decision, Remember, Republish, Update, decide
+from worker.pipeline.failures import EXPECTED, Failure, classify
+from worker.pipeline.links import Link, LinkSession, LinkStore
+from worker.pipeline.ports import Clock, Meetings, Publisher
+from worker.pipeline.results import result_message_id
+
+log = get_logger("worker.pipeline.processor")
+
+
+@dataclass(frozen=True)
+class Topics:
+    created: str
+    updated: str
+    deleted: str
+    linked: str
+    failed: str
+    dead_letter: str
+
+    def kind_of(self, topic: str) -> EventKind | None:
+        kinds: dict[str, EventKind] = {
+            self.created: "created",
+            self.updated: "updated",
+            self.deleted: "deleted",
+        }
+        return kinds.get(topic)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Processor:
+    """A ``worker.engine.records.RecordHandler``: never raises for bad input or Zoom trouble."""
+
+    def __init__(
+        self,
+        *,
+        topics: Topics,
+        links: LinkStore,
+        meetings: Meetings,
+        publisher: Publisher,
+        clock: Clock = _utc_now,
+        crash: CrashPoints | None = None,
+        admission: Admission | None = None,
+    ) -> None:
+        self._topics = topics
+        self._links = links
+        self._meetings = meetings
+        self._publisher = publisher
+        self._clock = clock
+        self._crash = crash or CrashPoints()
+        self._admission = admission or Admission(active=64, per_organizer=8)
+
+    async def __call__(self, record: ConsumedRecord) -> None:
+        started = time.monotonic()
+        kind = self._topics.kind_of(record.topic)
+        try:
+            if kind is None:
+                raise ContractError(None, f"topic {record.topic!r} is not an event topic")
+            event = parse_event(kind, record.value or b"")
+        except ContractError as err:
+            await self._reject(record, kind, err)
+            self._done(record, "invalid", started, reason=str(err))
+            return
+        async with (
+            self._admission.slot(event.organizer.user_id),
+            self._links.guard(event.event_id) as session,
+        ):
+            link = await session.get()
+            decision = decide(event, link)
+            outcome = await self._apply(record, event, link, decision, session)
+        self._done(record, outcome, started, event=event, action=type(decision).__name__.lower())
+
+    async def _apply(
+        self,
+        record: ConsumedRecord,
+        event: SourceEvent,
+        link: Link | None,
+        decision: Decision,
+        session: LinkSession,
+    ) -> str:
+        match decision:
+            case Republish():
+                await self._republish(event, decision.link)
+                return "stale"
+            case Remember():
+                if decision.link != link:  # a stale message changes nothing, not even a timestamp
+                    await session.save(decision.link)
+                return "skipped"
+            case Create() | Update() | Cancel():
+                step = Step(event, link, session, self._meetings, self._clock, self._crash)
+                try:
+                    applied = await carry_out(decision, step)
+                except EXPECTED as exc:
+                    failure = classify(exc)
+                    await self._fail(record, event, link, decision, failure, session)
+                    return "failed"
+                await self._link(event, applied, session)
+                return "linked" if applied.action else "skipped"
+            case _:
+                assert_never(decision)
+
+    async def _link(self, event: SourceEvent, applied: Applied, session: LinkSession) -> None:
+        stored = applied.link.evolve(
+            seen_revision=event.revision,
+            last_message_id=event.message_id,
+            last_result=None,
+            last_result_topic=None,
+        )
+        if applied.action is None:
+            await session.save(stored)
+            return
+        result = results.linked(event, stored, applied.action, self._clock()).to_bytes()
+        await session.save(stored.evolve(last_result=result, last_result_topic=self._topics.linked))
+        self._crash.reached("after_db")
+        await self._publisher.publish(self._topics.linked, event.event_id.encode(), result)
+        self._crash.reached("after_publish")
+
+    async def _fail(
+        self,
+        record: ConsumedRecord,
+        event: SourceEvent,
+        link: Link | None,
+        decision: Decision,
+        failure: Failure,
+        session: LinkSession,
+    ) -> None:
+        result = results.failed(event, decision, failure, self._clock()).to_bytes()
+        if not failure.retryable:
+            # Permanent: nothing was made on Zoom; remember the answer so redelivery repeats it.
+            base = link or Link(event.event_id, event.organizer.user_id, "none", -1)
+            if base.state == "creating":
+                base = base.evolve(state="none", creating_since=None)
+            await session.save(
+                base.evolve(
+                    seen_revision=event.revision,
+                    last_message_id=event.message_id,
+                    last_result=result,
+                    last_result_topic=self._topics.failed,
+                )
+            )
+        self._crash.reached("after_db")
+        await self._publisher.publish(self._topics.failed, event.event_id.encode(), result)
+        metrics.FAILURES.labels(failure.reason.value).inc()
+        if failure.retryable:
+            # Parked for `zoom-worker dlq replay`; the stored link is untouched so a replay retries.
+            await self._dead_letter(record, failure.reason.value, failure.detail)
+        self._crash.reached("after_publish")
+
+    async def _republish(self, event: SourceEvent, link: Link) -> None:
+        assert link.last_result_topic is not None
+        value = results.answer_for(event, link, self._topics.linked)
+        await self._publisher.publish(link.last_result_topic, event.event_id.encode(), value)
+
+    async def _reject(
+        self, record: ConsumedRecord, kind: EventKind | None, err: ContractError
+    ) -> None:
+        """Park the record untouched and, when we know whose event it is, say so."""
+        await self._dead_letter(record, FailureReason.INVALID_EVENT.value, str(err))
+        ids = salvage_ids(record.value or b"")
+        if ids.event_id is None:
+            return
+        source_id = ids.message_id or f"{record.topic}/{record.partition}/{record.offset}"
+        failed = results.invalid(ids, source_id, kind, self._clock())
+        await self._publisher.publish(self._topics.failed, ids.event_id.encode(), failed.to_bytes())
+        metrics.FAILURES.labels(FailureReason.INVALID_EVENT.value).inc()
+
+    async def _dead_letter(self, record: ConsumedRecord, reason: str, detail: str) -> None:
+        headers = dead_letter_headers(
+            record.headers,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=reason,
+            detail=detail,
+            failed_at=self._clock(),
+        )
+        await self._publisher.publish(self._topics.dead_letter, record.key, record.value, headers)
+        metrics.DEAD_LETTERED.labels(reason).inc()
+
+    def _done(
+        self,
+        record: ConsumedRecord,
+        outcome: str,
+        started: float,
+        *,
+        event: SourceEvent | None = None,
+        action: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        seconds = time.monotonic() - started
+        metrics.MESSAGES.labels(record.topic, outcome).inc()
+        metrics.MESSAGE_SECONDS.observe(seconds)
+        log.info(
+            "message",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            event_id=event.event_id if event else None,
+            revision=event.revision if event else None,
+            action=action,
+            outcome=outcome,
+            problem=reason,
+            duration_ms=round(seconds * 1000, 1),
+        )
+
+
+__all__ = ["Processor", "Topics", "result_message_id"]

@@ -1,0 +1,127 @@
+"""Building the published results: pure functions of the event, the link and the time.
+
+Result ids are deterministic (a UUIDv5 of the source ``message_id``), so a redelivered source
+always yields the same result id and consumers can drop the copy.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from schemas import (
+    EventKind,
+    FailedAction,
+    FailureReason,
+    LinkedAction,
+    MeetingDetails,
+    MeetingFailed,
+    MeetingLinked,
+    SalvagedIds,
+    SourceEvent,
+    parse_failed,
+    parse_linked,
+)
+from worker.pipeline.decision import Cancel, Create, Decision, Update
+from worker.pipeline.failures import Failure
+from worker.pipeline.links import Link
+
+_RESULT_NS = uuid.UUID("5b0f3b1e-7c1a-4d55-9d0e-6f1c2a9e4b10")
+
+ACTION_BY_KIND: dict[EventKind, FailedAction] = {
+    "created": FailedAction.CREATE,
+    "updated": FailedAction.UPDATE,
+    "deleted": FailedAction.CANCEL,
+}
+
+
+def result_message_id(source_message_id: str) -> str:
+    return str(uuid.uuid5(_RESULT_NS, source_message_id))
+
+
+def linked(event: SourceEvent, link: Link, action: LinkedAction, now: datetime) -> MeetingLinked:
+    """The meeting as the link now stores it (only its id once cancelled)."""
+    assert link.zoom_meeting_id is not None
+    if action is LinkedAction.CANCELLED:
+        details = MeetingDetails(id=link.zoom_meeting_id)
+    else:
+        details = MeetingDetails(
+            id=link.zoom_meeting_id,
+            join_url=link.join_url,
+            topic=link.title,
+            start_time=link.start_time,
+            duration=link.duration_minutes,
+            timezone=link.timezone,
+        )
+    return MeetingLinked(
+        message_id=result_message_id(event.message_id),
+        correlation_id=event.message_id,
+        event_id=event.event_id,
+        revision=event.revision,
+        organizer_user_id=event.organizer.user_id,
+        action=action,
+        meeting=details,
+        linked_at=now,
+    )
+
+
+def failed(
+    event: SourceEvent, decision: Decision, failure: Failure, now: datetime
+) -> MeetingFailed:
+    return MeetingFailed(
+        message_id=result_message_id(event.message_id),
+        correlation_id=event.message_id,
+        event_id=event.event_id,
+        revision=event.revision,
+        organizer_user_id=event.organizer.user_id,
+        action=failed_action(decision),
+        reason=failure.reason,
+        message=failure.reason.sentence,
+        retryable=failure.retryable,
+        attempts=failure.attempts,
+        failed_at=now,
+    )
+
+
+def invalid(
+    ids: SalvagedIds, source_id: str, kind: EventKind | None, now: datetime
+) -> MeetingFailed:
+    """For a source that broke the contract, with whatever ids could be read from it."""
+    assert ids.event_id is not None
+    return MeetingFailed(
+        message_id=result_message_id(source_id),
+        correlation_id=source_id,
+        event_id=ids.event_id,
+        revision=ids.revision,
+        organizer_user_id=ids.organizer_user_id,
+        action=ACTION_BY_KIND[kind] if kind else None,
+        reason=FailureReason.INVALID_EVENT,
+        message=FailureReason.INVALID_EVENT.sentence,
+        retryable=False,
+        attempts=1,
+        failed_at=now,
+    )
+
+
+def answer_for(event: SourceEvent, link: Link, linked_topic: str) -> bytes:
+    """The stored result, correlated to ``event``: for a stale or redelivered source."""
+    assert link.last_result is not None
+    if link.last_message_id == event.message_id:
+        return link.last_result  # an exact redelivery: byte for byte the same result
+    update = {
+        "message_id": result_message_id(event.message_id),
+        "correlation_id": event.message_id,
+    }
+    if link.last_result_topic == linked_topic:
+        return parse_linked(link.last_result).model_copy(update=update).to_bytes()
+    return parse_failed(link.last_result).model_copy(update=update).to_bytes()
+
+
+def failed_action(decision: Decision) -> FailedAction:
+    if isinstance(decision, Create):
+        return FailedAction.CREATE
+    if isinstance(decision, Update):
+        return FailedAction.UPDATE
+    if isinstance(decision, Cancel):
+        return FailedAction.CANCEL
+    raise AssertionError(f"no Zoom action for {type(decision).__name__}")
