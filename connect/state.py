@@ -14,7 +14,6 @@ Only SHA-256 of a state is stored, so reading the table does not let anyone fini
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import secrets
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from connect.errors import TicketReplayed
 from connect.tickets import Ticket
+from token_store.pkce import new_verifier, s256
 
 # Rows are deleted this long after they expire (a replayed state meanwhile still gets its
 # return URL and a clear reason).
@@ -54,11 +54,6 @@ def _digest(state: str) -> str:
     return hashlib.sha256(state.encode("utf-8", "replace")).hexdigest()
 
 
-def s256(verifier: str) -> str:
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
 def _ts(unix: int) -> datetime:
     return datetime.fromtimestamp(unix, UTC)
 
@@ -74,7 +69,7 @@ class StateStore:
 
     async def begin(self, ticket: Ticket, now: datetime) -> Begun:
         state = secrets.token_urlsafe(32)
-        verifier = secrets.token_urlsafe(48)  # 64 characters, within RFC 7636's 43-128
+        verifier = new_verifier()
         async with self._pool.connection() as conn, conn.transaction():
             await self._use_nonce(conn, ticket, now)
             await conn.execute(

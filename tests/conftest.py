@@ -1,13 +1,19 @@
 """Fixtures: one broker and one Postgres per test session, isolated names per test.
 
-Services come from devservices (env, then testcontainers, then embedded). Each test module
-gets a fresh, migrated database; each test gets its own topic names and group id.
+Services come from devservices (env, then testcontainers, then a local Apache Kafka on the
+JDK and embedded Postgres, Tansu only without a JDK). Under CI (``CI=true``) the run refuses
+any broker that is not Apache Kafka. Each test module gets a fresh, migrated database; each
+test gets its own topic names and group id. When tests failed, the local broker's log is
+kept in ``test-logs/``.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from devservices import (
@@ -32,10 +38,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     CAPTURED.extend((report.capstdout, report.capstderr, report.caplog))
 
 
+KEPT_LOGS = Path(__file__).parents[1] / "test-logs"
+
+
 @pytest.fixture(scope="session")
-def kafka() -> Iterator[KafkaService]:
+def kafka(request: pytest.FixtureRequest) -> Iterator[KafkaService]:
     with kafka_service() as service:
+        if os.environ.get("CI") == "true" and not service.is_apache_kafka:
+            pytest.exit(f"CI must run on Apache Kafka, not {service.source}", returncode=3)
         yield service
+        if request.session.testsfailed and service.broker is not None:
+            KEPT_LOGS.mkdir(exist_ok=True)
+            shutil.copy(service.broker.log_path, KEPT_LOGS / "kafka-server.log")
 
 
 @pytest.fixture(scope="session")

@@ -1,19 +1,27 @@
 """Zoom's OAuth endpoints (code exchange, refresh, revoke) and ``GET /users/me``.
 
 Every httpx error and every non-success answer is translated here, into the tree of
-``token_store.errors``. Transport errors, timeouts, 429 and 5xx are retried a few times with
-a short backoff; a retried refresh whose first answer was lost may come back as
-``InvalidGrant`` because Zoom already rotated the refresh token (the store handles that).
+``token_store.errors``. Transport errors, timeouts, 429 and 5xx are retried (``attempts``
+calls in all) after an exponential backoff with jitter (tenacity); when the last attempt fails
+too, ``TokenServiceUnavailable`` says how. A retried refresh whose first answer was lost may
+come back as ``InvalidGrant`` because Zoom already rotated the refresh token (the store
+handles that).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from token_store.errors import (
     AccountInactive,
@@ -23,6 +31,23 @@ from token_store.errors import (
 )
 
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+_BACKOFF_CAP_SECONDS = 5.0
+
+
+class _Transient(Exception):
+    """One attempt's retryable failure: an httpx error (by class name) or a retryable status."""
+
+    def __init__(self, *, error: str | None = None, status: int | None = None) -> None:
+        super().__init__(error or status)
+        self.error = error
+        self.status = status
+
+    def final(self, what: str, attempts: int) -> TokenServiceUnavailable:
+        if self.status is not None:
+            return TokenServiceUnavailable(
+                f"{what} answered HTTP {self.status} after {attempts} attempt(s)"
+            )
+        return TokenServiceUnavailable(f"{what} failed after {attempts} attempt(s): {self.error}")
 
 
 @dataclass(frozen=True)
@@ -61,6 +86,7 @@ class ZoomOAuth:
         attempts: int = 3,
         backoff_seconds: float = 0.25,
         timeout_seconds: float = 10.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._http = http
         self._oauth = oauth_base_url.rstrip("/")
@@ -69,6 +95,7 @@ class ZoomOAuth:
         self._attempts = max(1, attempts)
         self._backoff = backoff_seconds
         self._timeout = timeout_seconds
+        self._sleep = sleep
 
     async def exchange_code(
         self, code: str, code_verifier: str | None, redirect_uri: str
@@ -130,24 +157,36 @@ class ZoomOAuth:
         )
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        what = f"{method} {url.split('?', 1)[0]}"
-        for attempt in range(1, self._attempts + 1):
-            try:
-                response = await self._http.request(method, url, timeout=self._timeout, **kwargs)
-            except httpx.HTTPError as exc:
-                if attempt == self._attempts:
-                    raise TokenServiceUnavailable(
-                        f"{what} failed after {attempt} attempt(s): {type(exc).__name__}"
-                    ) from None
-            else:
-                if response.status_code not in _RETRY_STATUS:
-                    return response
-                if attempt == self._attempts:
-                    raise TokenServiceUnavailable(
-                        f"{what} answered HTTP {response.status_code} after {attempt} attempt(s)"
-                    )
-            await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
-        raise AssertionError("unreachable")
+        """Send, retrying httpx errors and ``_RETRY_STATUS`` answers: ``attempts`` in all, the
+        n-th retry after ``backoff * 2**(n-1)`` plus up to ``backoff`` of jitter (capped)."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(_Transient),
+            stop=stop_after_attempt(self._attempts),
+            wait=wait_exponential_jitter(
+                initial=self._backoff, max=_BACKOFF_CAP_SECONDS, jitter=self._backoff
+            ),
+            reraise=True,
+            sleep=self._sleep,
+        )
+        attempts = 0
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    return await self._send_once(method, url, kwargs)
+        except _Transient as exc:
+            raise exc.final(f"{method} {url.split('?', 1)[0]}", attempts) from None
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _send_once(self, method: str, url: str, kwargs: Mapping[str, Any]) -> httpx.Response:
+        try:
+            response = await self._http.request(method, url, timeout=self._timeout, **kwargs)
+        except httpx.HTTPError as exc:
+            # The class name only: httpx's message may quote the URL.
+            raise _Transient(error=type(exc).__name__) from None
+        if response.status_code in _RETRY_STATUS:
+            raise _Transient(status=response.status_code)
+        return response
 
 
 def _token_answer(body: Mapping[str, Any]) -> TokenAnswer:

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 from psycopg_pool import AsyncConnectionPool
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_none
 
 from token_store import metrics, scopes, table
 from token_store.crypto import DecryptError, KeyRing
@@ -50,6 +51,12 @@ _log = structlog.get_logger("token_store")
 
 # When Zoom's token endpoint is down, a token still valid this long is handed out unrefreshed.
 _STILL_USABLE = timedelta(seconds=30)
+# A first invalid_grant may be our own lost answer: one more try after a re-read (see above).
+_REFRESH_ATTEMPTS = 2
+
+
+class _FirstInvalidGrant(Exception):
+    """A non-final ``invalid_grant``: ends the transaction, so the refresh is tried anew."""
 
 
 def _utc_now() -> datetime:
@@ -108,60 +115,74 @@ class TokenStore:
         )
 
     async def _refresh(self, user_id: str, rejected: str | None) -> ZoomGrant:
-        for attempt in (1, 2):
-            expired = False
-            async with self._pool.connection() as conn, conn.transaction():
-                row = await table.read(conn, user_id, lock=True)
-                if row is None:
-                    raise NotConnected(f"user {user_id} has no Zoom connection")
-                opened = self._open_both(row)
-                if not self._needs_refresh(opened, rejected):
-                    return _grant(row, opened.access_token)
-                try:
-                    answer = await self._oauth.refresh(opened.refresh_token)
-                except InvalidGrant:
-                    if attempt == 1:
-                        # Maybe our own earlier answer was lost, maybe someone stored a newer
-                        # pair: release the lock, re-read, try once more.
-                        _log.warning("zoom_token.invalid_grant_first", user_id=user_id)
-                        continue
-                    await table.delete(conn, user_id)
-                    expired = True
-                except TokenServiceUnavailable:
-                    metrics.count_refresh("unavailable")
-                    usable = row.access_expires_at - self._clock() > _STILL_USABLE
-                    if rejected is None and usable:
-                        _log.warning("zoom_token.refresh_unavailable_kept", user_id=user_id)
-                        return _grant(row, opened.access_token)
-                    raise
-                except AccountInactive:
-                    metrics.count_refresh("inactive")
-                    raise
-                except OAuthRejected:
-                    metrics.count_refresh("rejected")
-                    raise
-                else:
-                    expires_at = self._clock() + timedelta(seconds=answer.expires_in)
-                    await table.store_refreshed(
-                        conn, user_id, self._seal(user_id, answer), expires_at, answer.scopes
-                    )
-            if expired:
-                # Raised after the block so that the delete is committed first.
-                metrics.count_refresh("expired")
-                _log.warning("zoom_token.expired_deleted", user_id=user_id)
-                raise AuthorizationExpired(
-                    f"Zoom no longer honours the grant of user {user_id}; tokens deleted"
+        """Refresh under the row lock; a first ``invalid_grant`` is retried once, right away,
+        in a new transaction (the lock released, the row re-read); the second one is final."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(_FirstInvalidGrant),
+            stop=stop_after_attempt(_REFRESH_ATTEMPTS),
+            wait=wait_none(),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._refresh_locked(
+                    user_id, rejected, attempt.retry_state.attempt_number
                 )
-            metrics.count_refresh("refreshed")
-            _log.info("zoom_token.refreshed", user_id=user_id, attempt=attempt)
-            return ZoomGrant(
-                user_id=user_id,
-                zoom_user_id=row.zoom_user_id,
-                zoom_account_id=row.zoom_account_id,
-                access_token=answer.access_token,
-                expires_at=expires_at,
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _refresh_locked(self, user_id: str, rejected: str | None, attempt: int) -> ZoomGrant:
+        expired = False
+        async with self._pool.connection() as conn, conn.transaction():
+            row = await table.read(conn, user_id, lock=True)
+            if row is None:
+                raise NotConnected(f"user {user_id} has no Zoom connection")
+            opened = self._open_both(row)
+            if not self._needs_refresh(opened, rejected):
+                return _grant(row, opened.access_token)
+            try:
+                answer = await self._oauth.refresh(opened.refresh_token)
+            except InvalidGrant:
+                if attempt < _REFRESH_ATTEMPTS:
+                    # Maybe our own earlier answer was lost, maybe someone stored a newer
+                    # pair: release the lock (the transaction ends), re-read, try once more.
+                    _log.warning("zoom_token.invalid_grant_first", user_id=user_id)
+                    raise _FirstInvalidGrant from None
+                await table.delete(conn, user_id)
+                expired = True
+            except TokenServiceUnavailable:
+                metrics.count_refresh("unavailable")
+                usable = row.access_expires_at - self._clock() > _STILL_USABLE
+                if rejected is None and usable:
+                    _log.warning("zoom_token.refresh_unavailable_kept", user_id=user_id)
+                    return _grant(row, opened.access_token)
+                raise
+            except AccountInactive:
+                metrics.count_refresh("inactive")
+                raise
+            except OAuthRejected:
+                metrics.count_refresh("rejected")
+                raise
+            else:
+                expires_at = self._clock() + timedelta(seconds=answer.expires_in)
+                await table.store_refreshed(
+                    conn, user_id, self._seal(user_id, answer), expires_at, answer.scopes
+                )
+        if expired:
+            # Raised after the block so that the delete is committed first.
+            metrics.count_refresh("expired")
+            _log.warning("zoom_token.expired_deleted", user_id=user_id)
+            raise AuthorizationExpired(
+                f"Zoom no longer honours the grant of user {user_id}; tokens deleted"
             )
-        raise AssertionError("unreachable")
+        metrics.count_refresh("refreshed")
+        _log.info("zoom_token.refreshed", user_id=user_id, attempt=attempt)
+        return ZoomGrant(
+            user_id=user_id,
+            zoom_user_id=row.zoom_user_id,
+            zoom_account_id=row.zoom_account_id,
+            access_token=answer.access_token,
+            expires_at=expires_at,
+        )
 
     def _expiring(self, row: table.SealedRow) -> bool:
         return row.access_expires_at - self._clock() <= self._margin

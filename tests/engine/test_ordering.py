@@ -32,7 +32,7 @@ async def test_same_key_in_order_different_keys_concurrently(
     engine = Engine(
         consumer(kafka, f"g-{unique}"),
         probe,
-        EngineSettings(topics, max_in_flight=16, commit_interval_seconds=0.2),
+        EngineSettings(topics, max_buffered=16, commit_interval_seconds=0.2),
     )
     task = asyncio.create_task(engine.run(stop))
     await eventually(lambda: len(probe.spans) >= total or task.done(), what="all records")
@@ -83,7 +83,7 @@ def _lag(topic: str) -> float:
     return sum(REGISTRY.get_sample_value("zoom_worker_partition_lag", x) or 0.0 for x in labels)
 
 
-async def test_backlog_never_exceeds_max_in_flight(kafka: KafkaService, unique: str) -> None:
+async def test_backlog_never_exceeds_max_buffered(kafka: KafkaService, unique: str) -> None:
     topics = await event_topics(kafka, unique, count=1)
     total = 120
     await produce(kafka, [(topics[0], f"k{i}".encode(), b"v", None) for i in range(total)])
@@ -95,7 +95,7 @@ async def test_backlog_never_exceeds_max_in_flight(kafka: KafkaService, unique: 
     engine = Engine(
         kafka_consumer,
         probe,
-        EngineSettings(topics, max_in_flight=limit, commit_interval_seconds=0.05),
+        EngineSettings(topics, max_buffered=limit, commit_interval_seconds=0.05),
     )
     task = asyncio.create_task(engine.run(stop))
     await eventually(lambda: len(probe.spans) >= total or task.done(), what="all records")

@@ -37,7 +37,7 @@ async def test_second_member_joining_mid_stream(kafka: KafkaService, unique: str
     total = 3 * len(topics) * len(keys)
     shared = Probe(sleep=lambda: random.uniform(0.005, 0.03))
     first, second = _Member(shared), _Member(shared)
-    settings = EngineSettings(topics, max_in_flight=6, commit_interval_seconds=0.1)
+    settings = EngineSettings(topics, max_buffered=6, commit_interval_seconds=0.1)
     group, stops = f"g-{unique}", (asyncio.Event(), asyncio.Event())
     first_consumer, second_consumer = consumer(kafka, group), consumer(kafka, group)
     tasks = [asyncio.create_task(Engine(first_consumer, first, settings).run(stops[0]))]
@@ -79,7 +79,7 @@ async def test_records_stuck_past_the_grace_period_move_to_the_new_owner(
     )
     stuck, healthy = Probe(sleep=lambda: 3600), Probe()
     healthy.active, healthy.overlapping_keys = stuck.active, stuck.overlapping_keys
-    settings = EngineSettings(topics, max_in_flight=30, shutdown_grace_seconds=0.3)
+    settings = EngineSettings(topics, max_buffered=30, shutdown_grace_seconds=0.3)
     group, stops = f"g-{unique}", (asyncio.Event(), asyncio.Event())
     second_consumer = consumer(kafka, group)
     tasks = [asyncio.create_task(Engine(consumer(kafka, group), stuck, settings).run(stops[0]))]

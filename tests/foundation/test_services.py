@@ -69,10 +69,10 @@ def test_postgres_answers(postgres: PostgresService, database_url: str) -> None:
 _CHILD = textwrap.dedent(
     """
     import sys, time
-    from devservices.kafka import embedded_kafka
+    from devservices.kafka import embedded_kafka, local_kafka
     from devservices.postgres import embedded_postgres
-    with embedded_kafka() as k, embedded_postgres() as p:
-        print(k.pid, p.pid, flush=True)
+    with embedded_kafka() as t, local_kafka() as k, embedded_postgres() as p:
+        print(t.pid, k.pid, p.pid, flush=True)
         time.sleep(60)
     """
 )
@@ -85,7 +85,7 @@ def test_embedded_services_do_not_outlive_their_owner(how: signal.Signals) -> No
     )
     assert child.stdout is not None
     pids = [int(p) for p in child.stdout.readline().split()]
-    assert len(pids) == 2 and all(psutil.pid_exists(p) for p in pids)
+    assert len(pids) == 3 and all(psutil.pid_exists(p) for p in pids)
     child.send_signal(how)
     child.wait(20)
     deadline = time.monotonic() + 15

@@ -56,8 +56,10 @@ def test_near_valid_mutations(kind: EventKind, data: st.DataObject) -> None:
     wire = json.dumps(message, ensure_ascii=False).encode()
     assert outcome(kind, wire) in ("accepted", "rejected")
     ids = salvage_ids(wire)
-    if isinstance(message.get("event_id"), str) and 0 < len(message["event_id"]) <= 128:
-        assert ids.event_id == message["event_id"]
+    event_id = message.get("event_id")
+    # U+FFFD marks text damaged in decoding: salvage refuses such an id on purpose.
+    if isinstance(event_id, str) and 0 < len(event_id) <= 128 and "\ufffd" not in event_id:
+        assert ids.event_id == event_id
 
 
 @HYPOTHESIS

@@ -215,6 +215,12 @@ class WorkerProcess:
     def stop(self) -> int | None:
         if self.process is None or self.process.poll() is not None:
             return self.process.returncode if self.process else None
+        # Until the worker has installed its handlers, SIGTERM ends it like any process.
+        deadline = time.monotonic() + 30
+        while "worker starting" not in self.log() and self.process.poll() is None:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         self.process.send_signal(signal.SIGTERM)
         try:
             return self.process.wait(30)

@@ -6,7 +6,7 @@ group, subscribes with its own rebalance listener, consumes until ``stop`` is se
 handler fails, then drains, commits and stops the consumer (leaving the group).
 
 - Ordering: records of one key run one at a time in arrival order (worker/keyed.py); keys run
-  concurrently. At most ``max_in_flight`` records are taken and unfinished at any time: the
+  concurrently. At most ``max_buffered`` records are taken and unfinished at any time: the
   engine asks for no more, and pauses the assigned partitions while full.
 - Commits: per partition up to the lowest unfinished offset (worker/offsets.py), every
   ``commit_interval_seconds``, on revoke and at shutdown.
@@ -51,15 +51,15 @@ _POLL_SECONDS = 0.2
 @dataclass(frozen=True)
 class EngineSettings:
     topics: tuple[str, ...]
-    max_in_flight: int = 64
+    max_buffered: int = 64
     shutdown_grace_seconds: float = 25.0
     commit_interval_seconds: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.topics:
             raise ValueError("at least one topic is needed")
-        if self.max_in_flight < 1:
-            raise ValueError("max_in_flight must be at least 1")
+        if self.max_buffered < 1:
+            raise ValueError("max_buffered must be at least 1")
         if self.shutdown_grace_seconds < 0 or self.commit_interval_seconds <= 0:
             raise ValueError("grace must be >= 0 and commit interval > 0 seconds")
 
@@ -96,7 +96,9 @@ class Engine:
                 "engine_started",
                 topics=list(self._settings.topics),
                 partitions=partitions,
-                max_in_flight=self._settings.max_in_flight,
+                # The engine's bound is on records taken and unfinished, which the worker sets
+                # from MAX_BUFFERED_MESSAGES (at least MAX_IN_FLIGHT).
+                max_buffered=self._settings.max_buffered,
             )
             try:
                 await self._consume(stop)
@@ -129,8 +131,10 @@ class Engine:
         names = [str(getattr(strategy, "name", strategy)) for strategy in strategies]
         if names != ["range"]:
             raise WrongAssignor(names)
-        await self._consumer.topics()  # refreshes the metadata read below
-        found = {t: self._consumer.partitions_for_topic(t) for t in self._settings.topics}
+        # ``consumer.topics()`` fetches every topic's metadata but keeps only the names, and the
+        # consumer's own metadata covers only topics it already tracks: read the fetched one.
+        cluster = await self._consumer._client.fetch_all_metadata()
+        found = {t: cluster.partitions_for_topic(t) for t in self._settings.topics}
         missing = [topic for topic, partitions in found.items() if not partitions]
         if missing:
             raise TopicMissing(missing)
@@ -147,10 +151,10 @@ class Engine:
         next_commit = time.monotonic() + self._settings.commit_interval_seconds
         # Hysteresis: once full, fetch again only when a quarter has drained. Resuming for every
         # single free slot made each record cost a pause, a resume and a fetch round.
-        low_water = max(1, self._settings.max_in_flight // 4)
+        low_water = max(1, self._settings.max_buffered // 4)
         try:
             while not (stop.is_set() or self._runner.failed.is_set()):
-                room = self._settings.max_in_flight - self._runner.in_flight
+                room = self._settings.max_buffered - self._runner.in_flight
                 if room >= low_water or (room > 0 and not self._consumer.paused()):
                     self._resume_all()
                     await self._fetch(room, interrupts)

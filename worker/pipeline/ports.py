@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from worker.zoom.models import Meeting, MeetingPatch, MeetingSpec, MeetingSummary
 
@@ -25,15 +25,19 @@ class Meetings(Protocol):
     async def list_scheduled_meetings(self, user_id: str) -> Sequence[MeetingSummary]: ...
 
 
+Headers: TypeAlias = tuple[tuple[str, bytes], ...]
+"""Kafka record headers in order, as (name, value) pairs; a name may repeat (dead letters)."""
+
+
 class Publisher(Protocol):
-    """Sends result and dead-letter records; returns once the broker has acknowledged."""
+    """Sends result and dead-letter records; returns once the broker has acknowledged.
+
+    ``headers`` has no default: every record we publish carries the headers ``asyncapi.yaml``
+    promises for its message (``results.result_headers``, ``schemas.dead_letter``).
+    """
 
     async def publish(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Sequence[tuple[str, bytes]] = (),
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers
     ) -> None: ...
 
 

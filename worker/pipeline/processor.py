@@ -142,10 +142,13 @@ class Processor:
         if applied.action is None:
             await session.save(stored)
             return
-        result = results.linked(event, stored, applied.action, self._clock()).to_bytes()
-        await session.save(stored.evolve(last_result=result, last_result_topic=self._topics.linked))
+        result = results.linked(event, stored, applied.action, self._clock())
+        value = result.to_bytes()
+        await session.save(stored.evolve(last_result=value, last_result_topic=self._topics.linked))
         self._crash.reached("after_db")
-        await self._publisher.publish(self._topics.linked, event.event_id.encode(), result)
+        await self._publisher.publish(
+            self._topics.linked, event.event_id.encode(), value, results.result_headers(result)
+        )
         self._crash.reached("after_publish")
 
     async def _fail(
@@ -157,7 +160,8 @@ class Processor:
         failure: Failure,
         session: LinkSession,
     ) -> None:
-        result = results.failed(event, decision, failure, self._clock()).to_bytes()
+        result = results.failed(event, decision, failure, self._clock())
+        value = result.to_bytes()
         if not failure.retryable:
             # Permanent: nothing was made on Zoom; remember the answer so redelivery repeats it.
             base = link or Link(event.event_id, event.organizer.user_id, "none", -1)
@@ -167,12 +171,14 @@ class Processor:
                 base.evolve(
                     seen_revision=event.revision,
                     last_message_id=event.message_id,
-                    last_result=result,
+                    last_result=value,
                     last_result_topic=self._topics.failed,
                 )
             )
         self._crash.reached("after_db")
-        await self._publisher.publish(self._topics.failed, event.event_id.encode(), result)
+        await self._publisher.publish(
+            self._topics.failed, event.event_id.encode(), value, results.result_headers(result)
+        )
         metrics.FAILURES.labels(failure.reason.value).inc()
         if failure.retryable:
             # Parked for `zoom-worker dlq replay`; the stored link is untouched so a replay retries.
@@ -182,7 +188,10 @@ class Processor:
     async def _republish(self, event: SourceEvent, link: Link) -> None:
         assert link.last_result_topic is not None
         value = results.answer_for(event, link, self._topics.linked)
-        await self._publisher.publish(link.last_result_topic, event.event_id.encode(), value)
+        headers = results.answer_headers(link, self._topics.linked)
+        await self._publisher.publish(
+            link.last_result_topic, event.event_id.encode(), value, headers
+        )
 
     async def _reject(
         self, record: ConsumedRecord, kind: EventKind | None, err: ContractError
@@ -194,10 +203,16 @@ class Processor:
             return
         source_id = ids.message_id or f"{record.topic}/{record.partition}/{record.offset}"
         failed = results.invalid(ids, source_id, kind, self._clock())
-        await self._publisher.publish(self._topics.failed, ids.event_id.encode(), failed.to_bytes())
+        await self._publisher.publish(
+            self._topics.failed,
+            ids.event_id.encode(),
+            failed.to_bytes(),
+            results.result_headers(failed),
+        )
         metrics.FAILURES.labels(FailureReason.INVALID_EVENT.value).inc()
 
     async def _dead_letter(self, record: ConsumedRecord, reason: str, detail: str) -> None:
+        """Park ``record`` untouched: its own headers first, then the ``x-dlq-*`` ones."""
         headers = dead_letter_headers(
             record.headers,
             topic=record.topic,
@@ -207,7 +222,9 @@ class Processor:
             detail=detail,
             failed_at=self._clock(),
         )
-        await self._publisher.publish(self._topics.dead_letter, record.key, record.value, headers)
+        await self._publisher.publish(
+            self._topics.dead_letter, record.key, record.value, tuple(headers)
+        )
         metrics.DEAD_LETTERED.labels(reason).inc()
 
     def _done(

@@ -2,12 +2,18 @@
 
 Result ids are deterministic (a UUIDv5 of the source ``message_id``), so a redelivered source
 always yields the same result id and consumers can drop the copy.
+
+Each result goes out with the headers ``schemas/asyncapi.yaml`` gives its message
+(``messageHeaders``: ``message-type``, ``schema-version``, ``content-type``), the same ones when
+a stored result is published again. The source record's headers are not carried over: the
+document names no other header for a result.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Final
 
 from schemas import (
     EventKind,
@@ -22,11 +28,17 @@ from schemas import (
     parse_failed,
     parse_linked,
 )
+from schemas.headers import message_headers
 from worker.pipeline.decision import Cancel, Create, Decision, Update
 from worker.pipeline.failures import Failure
 from worker.pipeline.links import Link
+from worker.pipeline.ports import Headers
 
 _RESULT_NS = uuid.UUID("5b0f3b1e-7c1a-4d55-9d0e-6f1c2a9e4b10")
+
+LINKED_MESSAGE: Final = "meeting.linked"
+FAILED_MESSAGE: Final = "meeting.failed"
+"""The AsyncAPI message names, whatever the topics are called (``TOPIC_*`` settings)."""
 
 ACTION_BY_KIND: dict[EventKind, FailedAction] = {
     "created": FailedAction.CREATE,
@@ -37,6 +49,12 @@ ACTION_BY_KIND: dict[EventKind, FailedAction] = {
 
 def result_message_id(source_message_id: str) -> str:
     return str(uuid.uuid5(_RESULT_NS, source_message_id))
+
+
+def result_headers(result: MeetingLinked | MeetingFailed) -> Headers:
+    """The headers to publish ``result`` with: its message name, its ``schema_version``, JSON."""
+    name = LINKED_MESSAGE if isinstance(result, MeetingLinked) else FAILED_MESSAGE
+    return tuple(message_headers(name, result.schema_version))
 
 
 def linked(event: SourceEvent, link: Link, action: LinkedAction, now: datetime) -> MeetingLinked:
@@ -112,9 +130,19 @@ def answer_for(event: SourceEvent, link: Link, linked_topic: str) -> bytes:
         "message_id": result_message_id(event.message_id),
         "correlation_id": event.message_id,
     }
+    return _stored(link, linked_topic).model_copy(update=update).to_bytes()
+
+
+def answer_headers(link: Link, linked_topic: str) -> Headers:
+    """The headers for ``answer_for``'s value: those the stored result was first published with."""
+    return result_headers(_stored(link, linked_topic))
+
+
+def _stored(link: Link, linked_topic: str) -> MeetingLinked | MeetingFailed:
+    assert link.last_result is not None
     if link.last_result_topic == linked_topic:
-        return parse_linked(link.last_result).model_copy(update=update).to_bytes()
-    return parse_failed(link.last_result).model_copy(update=update).to_bytes()
+        return parse_linked(link.last_result)
+    return parse_failed(link.last_result)
 
 
 def failed_action(decision: Decision) -> FailedAction:

@@ -74,7 +74,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
                 topics=settings.event_topics,
                 # Taken but waiting for admission costs only memory: buffer more than we run,
                 # so one organizer's backlog cannot starve the others.
-                max_in_flight=max(settings.max_buffered, settings.max_in_flight),
+                max_buffered=max(settings.max_buffered, settings.max_in_flight),
                 shutdown_grace_seconds=settings.shutdown_grace_seconds,
             ),
         )

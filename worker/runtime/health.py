@@ -58,7 +58,13 @@ class _Server(uvicorn.Server):
 @contextlib.asynccontextmanager
 async def serving(app: ASGIApp, port: int, host: str = "0.0.0.0") -> AsyncIterator[None]:  # noqa: S104
     """Serve ``app`` on the running loop for the duration of the block."""
-    server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
+    # No log_config and no log_level: uvicorn installs no handlers or formatters and sets no
+    # levels, so its lines go through the root handler (worker/runtime/logging.py), which
+    # renders them like every other line, scrubbed, at the levels configured there.
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=None, log_level=None, lifespan="off"
+    )
+    server = _Server(config)
     task = asyncio.create_task(server.serve())
     try:
         while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event

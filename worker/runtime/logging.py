@@ -1,5 +1,10 @@
 """Structured logging: one JSON (or console) line per event, secrets scrubbed at the sink.
 
+Both paths end in the same processors and renderer: structlog's own loggers, and every
+standard-library logger (aiokafka, uvicorn, psycopg, asyncio, httpx, ...) through a
+``ProcessorFormatter`` on the root handler. Foreign loggers put everything in the message
+text, so that text is scrubbed too (``Bearer ...``, ``access_token=...``, URL passwords).
+
 The scrubber is a last line of defence, not the plan: code never passes tokens to a logger.
 """
 
@@ -15,12 +20,52 @@ import structlog
 
 _SECRET_KEYS = re.compile(r"(token|secret|password|authorization|code_verifier|key)", re.I)
 _SAFE_KEYS = frozenset({"event_id", "message_id", "correlation_id", "key_id", "kid"})
+_REDACTED = "[redacted]"
+# Secret-shaped pieces of free text, each replaced by its group 1 and the redaction mark.
+_SECRET_TEXT = (
+    # Authorization header values: "Bearer <token>", "Basic <base64>".
+    re.compile(r"(\bBearer\s+)[^\s\"',;]+", re.I),
+    re.compile(r"(\bBasic\s+)[A-Za-z0-9+/]{8,}=*"),
+    # key=value, key: value, "key": "value" for secret-looking keys.
+    re.compile(
+        r"(\b[\w.-]*(?:token|secret|password|passwd|code_verifier|api[_-]?key)[\"']?"
+        r"\s*[:=]\s*[\"']?)[^\s\"'&,;)}\]]+",
+        re.I,
+    ),
+    # An OAuth authorization code in a query string.
+    re.compile(r"([?&]code=)[^\s&#\"']+"),
+    # The password in a URL: scheme://user:password@host.
+    re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+(?=@)", re.I),
+)
+_TEXT_FIELDS = ("event", "exception")
 
 
 def _scrub(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event):
         if key not in _SAFE_KEYS and _SECRET_KEYS.search(key):
-            event[key] = "[redacted]"
+            event[key] = _REDACTED
+    return event
+
+
+def scrub_text(text: str) -> str:
+    """``text`` with secret-shaped pieces (see ``_SECRET_TEXT``) replaced by ``[redacted]``."""
+    for pattern in _SECRET_TEXT:
+        text = pattern.sub(rf"\g<1>{_REDACTED}", text)
+    return text
+
+
+def _scrub_text(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in _TEXT_FIELDS:
+        value = event.get(key)
+        if isinstance(value, str):
+            event[key] = scrub_text(value)
+    return event
+
+
+def _tidy_foreign(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    event.pop("color_message", None)  # uvicorn's ANSI-coloured copy of the message
+    if isinstance(event.get("event"), str):
+        event["event"] = event["event"].rstrip()
     return event
 
 
@@ -30,8 +75,25 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
-    logging.basicConfig(stream=sys.stderr, level=level, format="%(message)s", force=True)
-    for noisy in ("aiokafka", "httpx", "httpcore", "uvicorn.access"):
+    # Standard-library records: same keys as structlog's (plus ``logger``), same scrubbing.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.stdlib.ExtraAdder(),
+                _tidy_foreign,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                _scrub,
+                structlog.processors.format_exc_info,
+                _scrub_text,
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    for noisy in ("aiokafka", "httpx", "httpcore", "uvicorn", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     structlog.configure(
         processors=[
@@ -40,6 +102,7 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _scrub,
             structlog.processors.format_exc_info,
+            _scrub_text,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from aiokafka import AIOKafkaProducer
+
+from worker.pipeline.ports import Headers
 
 
 class KafkaPublisher:
@@ -16,10 +16,6 @@ class KafkaPublisher:
         self._producer = producer
 
     async def publish(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Sequence[tuple[str, bytes]] = (),
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers
     ) -> None:
         await self._producer.send_and_wait(topic, value=value, key=key, headers=list(headers))
