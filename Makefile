@@ -7,6 +7,12 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint types pytest bench sandbox clean lock
 
 $(STAMP): pyproject.toml dev/pyproject.toml constraints.txt
+	@# The local Apache Kafka of tests, demo and bench needs Java 17+ and Maven: install them
+	@# where we can (root with apt-get); elsewhere the dev tooling falls back to Tansu.
+	@command -v java >/dev/null && command -v mvn >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null; \
+	  else echo "notice: no Java 17+/Maven: the dev broker will be Tansu, not Apache Kafka"; fi; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]' -e ./dev

@@ -23,7 +23,7 @@ _REDIRECT = {
 }
 _TICKET = {
     "type": "string",
-    "description": "v1.<base64url payload>.<base64url HMAC-SHA256>; see worker/web/tickets.py",
+    "description": "v1.<base64url payload>.<base64url HMAC-SHA256>; see connect/tickets.py",
 }
 
 

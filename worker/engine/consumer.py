@@ -5,7 +5,7 @@ off, range assignor). ``run()`` starts it, checks the topics and assignor before
 group, subscribes with its own rebalance listener, consumes until ``stop`` is set or the
 handler fails, then drains, commits and stops the consumer (leaving the group).
 
-- Ordering: records of one key run one at a time in arrival order (worker/keyed.py); keys run
+- Ordering: records of one key run one at a time in arrival order (worker/engine/lanes.py); keys run
   concurrently. At most ``max_buffered`` records are taken and unfinished at any time: the
   engine asks for no more, and pauses the assigned partitions while full.
 - Commits: per partition up to the lowest unfinished offset (worker/offsets.py), every
