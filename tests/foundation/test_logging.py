@@ -166,3 +166,23 @@ def test_console_lines_are_not_json_and_still_scrubbed() -> None:
     assert "[uvicorn.error]" in text
     assert "Bearer [redacted]" in text
     assert "structlog_line" in text
+
+
+def test_a_repeated_foreign_line_is_let_through_once_per_window_with_its_count() -> None:
+    import logging
+
+    from worker.runtime.logging import RepeatFilter
+
+    now = [0.0]
+    flood = RepeatFilter(window=10, clock=lambda: now[0])
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("aiokafka", logging.ERROR, __file__, 1, msg, (1,), None)
+
+    passed = [flood.filter(record("Unable connect to node with id %s")) for _ in range(5000)]
+    other = flood.filter(record("Unable to update metadata from %s"))
+    now[0] = 10.5
+    later = record("Unable connect to node with id %s")
+
+    assert passed.count(True) == 1 and other
+    assert flood.filter(later) and getattr(later, "repeated", None) == 4999

@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+import time
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import structlog
@@ -69,6 +70,35 @@ def _tidy_foreign(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMa
     return event
 
 
+class RepeatFilter(logging.Filter):
+    """Lets one record per (logger, message template) through every ``window`` seconds.
+
+    During a broker outage aiokafka logs the same connection error thousands of times a
+    second; ops need to see it once in a while, with how often it happened meanwhile
+    (``repeated``), not a flood that buries everything else.
+    """
+
+    def __init__(self, window: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self._window = window
+        self._clock = clock
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, str(record.msg))
+        now = self._clock()
+        last = self._seen.get(key)
+        if last is not None and now - last[0] < self._window:
+            self._seen[key] = (last[0], last[1] + 1)
+            return False
+        if last is not None and last[1]:
+            record.repeated = last[1]  # rendered by ExtraAdder
+        if len(self._seen) > 1000:  # templates are few; this only bounds a pathological case
+            self._seen.clear()
+        self._seen[key] = (now, 0)
+        return True
+
+
 def configure(level: str = "INFO", fmt: str = "json") -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer()
@@ -77,6 +107,7 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     )
     # Standard-library records: same keys as structlog's (plus ``logger``), same scrubbing.
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RepeatFilter())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[
