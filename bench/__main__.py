@@ -20,6 +20,7 @@ import psutil
 from bench import scenarios
 from bench.report import table
 from bench.stack import Stack, connect_users, stack
+from worker.runtime.app import pool_size
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 
@@ -69,7 +70,7 @@ async def _run(s: Stack, args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine(),
         "setup": {
             "max_in_flight": args.max_in_flight,
-            "db_pool": args.max_in_flight + 8,
+            "db_pool": pool_size(args.max_in_flight),
             "partitions": 12,
             "organizers": len(s.organizers),
             "zoom_accounts": args.accounts,

@@ -23,6 +23,7 @@ from schemas.meetings import (
     MeetingDetails,
     MeetingFailed,
     MeetingLinked,
+    ReplacedMeeting,
     parse_failed,
     parse_linked,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "MeetingFailed",
     "MeetingLinked",
     "Organizer",
+    "ReplacedMeeting",
     "SalvagedIds",
     "SourceEvent",
     "parse_event",

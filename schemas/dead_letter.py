@@ -17,6 +17,9 @@ DLQ_SOURCE_OFFSET: Final = "x-dlq-source-offset"
 DLQ_REASON: Final = "x-dlq-reason"
 DLQ_ERROR: Final = "x-dlq-error"
 DLQ_FAILED_AT: Final = "x-dlq-failed-at"
+# Only on records parked as processing_error, after the others: the exception's class name.
+# Not one of DLQ_HEADERS (those every dead letter carries); asyncapi.yaml names it in prose.
+DLQ_EXCEPTION: Final = "x-dlq-exception"
 
 DLQ_HEADERS: Final = (
     DLQ_SOURCE_TOPIC,
@@ -26,6 +29,10 @@ DLQ_HEADERS: Final = (
     DLQ_ERROR,
     DLQ_FAILED_AT,
 )
+"""The headers every dead-letter record carries, in this order."""
+
+DLQ_ALL_HEADERS: Final = (*DLQ_HEADERS, DLQ_EXCEPTION)
+"""Every header of ours a dead-letter record may carry (what a replay strips)."""
 
 DETAIL_MAX_BYTES: Final = 2000
 
@@ -39,11 +46,13 @@ def dead_letter_headers(
     reason: str,
     detail: str,
     failed_at: datetime,
+    exception: str | None = None,
 ) -> list[tuple[str, bytes]]:
     """The original headers, untouched, followed by ours (all UTF-8 text).
 
     ``detail`` is cut to ``DETAIL_MAX_BYTES``; it must already be free of tokens and secrets.
-    ``failed_at`` must be timezone-aware and is written as RFC 3339 in UTC.
+    ``failed_at`` must be timezone-aware and is written as RFC 3339 in UTC. ``exception`` (a
+    class name) adds ``x-dlq-exception`` last.
     """
     if failed_at.utcoffset() is None:
         raise ValueError("failed_at must be timezone-aware")
@@ -56,6 +65,7 @@ def dead_letter_headers(
         (DLQ_REASON, reason.encode()),
         (DLQ_ERROR, _cut(detail, DETAIL_MAX_BYTES)),
         (DLQ_FAILED_AT, at.encode()),
+        *([(DLQ_EXCEPTION, _cut(exception, 200))] if exception is not None else []),
     ]
 
 

@@ -19,6 +19,8 @@ from schemas.fields import (
     DESCRIPTION_MAX,
     NAME_MAX,
     PROVIDER_MAX,
+    SINGLE_LINE,
+    TEXT,
     TITLE_MAX,
     Email,
     EventId,
@@ -54,7 +56,7 @@ class Attendee(BaseModel):
     model_config = _CONFIG
 
     email: Email
-    name: Annotated[str, Field(max_length=NAME_MAX)] | None = None
+    name: Annotated[str, Field(max_length=NAME_MAX), TEXT] | None = None
 
 
 class _EventFields(_Message):
@@ -73,18 +75,19 @@ class EventDeleted(_EventFields):
 class EventUpsert(_EventFields):
     """The fields shared by ``event.created`` and ``event.updated``."""
 
-    title: Annotated[str, Field(min_length=1, max_length=TITLE_MAX)]
-    description: Annotated[str, Field(max_length=DESCRIPTION_MAX)] | None = None
+    title: Annotated[str, Field(min_length=1, max_length=TITLE_MAX), SINGLE_LINE]
+    description: Annotated[str, Field(max_length=DESCRIPTION_MAX), TEXT] | None = None
     start: Rfc3339Time
     end: Rfc3339Time
     timezone: IanaTimezone
     # Not strict: Python callers may pass a list; items stay strict.
     attendees: Annotated[tuple[Attendee, ...], Field(strict=False, max_length=ATTENDEES_MAX)] = ()
-    video_conference: Annotated[str, Field(min_length=1, max_length=PROVIDER_MAX)]
+    video_conference: Annotated[str, Field(min_length=1, max_length=PROVIDER_MAX), SINGLE_LINE]
 
     @field_validator("end")
     @classmethod
     def _end_after_start(cls, end: datetime, info: ValidationInfo) -> datetime:
+        # Both hold fixed offsets by now (see fields.Rfc3339Time), so this compares instants.
         start = info.data.get("start")  # absent when start itself failed
         if isinstance(start, datetime):
             if end <= start:

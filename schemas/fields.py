@@ -1,4 +1,4 @@
-"""Field types shared by every message: RFC 3339 times, IANA time zones, ids, emails.
+"""Field types shared by every message: RFC 3339 times, IANA time zones, ids, emails, text.
 
 The limits here are the contract; the JSON Schema files in ``schemas/v1`` state the same ones
 and ``tests/schemas`` checks that the two agree.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, Field, PlainSerializer, PlainValidator
@@ -32,6 +32,17 @@ INT64_MAX: Final = 2**63 - 1  # revisions and meeting ids are stored as Postgres
 # are whitespace (Python's re says yes, pydantic's Rust engine no).
 EMAIL_PATTERN: Final = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$"
 
+# C0 controls (U+0000-U+001F) and DEL (U+007F) are refused in every id, name and title: they mean
+# nothing there, U+0000 cannot be stored in Postgres text, and the rest corrupt keys, logs and
+# headers downstream. Free text (a description, an attendee's name) keeps tab, line feed and
+# carriage return. The JSON Schema files say the same with ``"not": {"type": "string",
+# "pattern": CONTROLS}``: unanchored, that means one thing in every regex dialect, whereas
+# ``^[^...]*$`` does not (Python's ``$`` also matches before a trailing newline).
+CONTROLS: Final = r"[\u0000-\u001f\u007f]"
+TEXT_CONTROLS: Final = r"[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]"
+_CONTROLS: Final = re.compile(CONTROLS)
+_TEXT_CONTROLS: Final = re.compile(TEXT_CONTROLS)
+
 # RFC 3339 section 5.6 date-time: "T" and "Z" in either case, seconds required, offset required.
 _RFC3339 = re.compile(
     r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])[Tt]"
@@ -49,14 +60,31 @@ def _rfc3339(value: Any) -> datetime:
     if type(value) is str:  # the JSON case first: it is the hot path
         if _RFC3339.fullmatch(value):
             try:
-                return datetime.fromisoformat(value.upper())
+                return datetime.fromisoformat(value.upper())  # always a fixed offset
             except ValueError:  # 2025-02-30, or a leap second Python cannot hold
                 pass
     elif isinstance(value, datetime):
-        if value.utcoffset() is None:
-            raise PydanticCustomError("rfc3339", "must have a UTC offset")
-        return value
+        return _as_on_the_wire(value)
     raise PydanticCustomError("rfc3339", "not an RFC 3339 time")
+
+
+def _as_on_the_wire(value: datetime) -> datetime:
+    """The same instant with the fixed offset its RFC 3339 text carries.
+
+    Python compares and subtracts two times sharing one ``tzinfo`` by wall clock, ignoring
+    ``fold`` and the offset; with a zone such as ``ZoneInfo("Europe/Jersey")`` that is not the
+    order of the instants around a DST change (a fold, or a wall time in a gap). Held with a
+    fixed offset, a model compares instants, and holds exactly what its wire form will carry.
+    """
+    offset = value.utcoffset()
+    if offset is None:
+        raise PydanticCustomError("rfc3339", "must have a UTC offset")
+    try:
+        if offset % timedelta(minutes=1):
+            return value.astimezone(UTC)  # RFC 3339 offsets have no seconds (zoneinfo's LMT does)
+        return value.replace(tzinfo=timezone(offset) if offset else UTC, fold=0)
+    except OverflowError:  # year 1 or 9999 moved past the end of the calendar
+        raise PydanticCustomError("rfc3339", "not an RFC 3339 time") from None
 
 
 def _iana(value: str) -> str:
@@ -65,10 +93,37 @@ def _iana(value: str) -> str:
     return value
 
 
+def _single_line(value: str) -> str:
+    if _CONTROLS.search(value):
+        raise PydanticCustomError("control_character", "must not contain control characters")
+    return value
+
+
+def _text(value: str) -> str:
+    if _TEXT_CONTROLS.search(value):
+        raise PydanticCustomError(
+            "control_character",
+            "must not contain control characters other than tab, line feed and carriage return",
+        )
+    return value
+
+
+def has_controls(value: str) -> bool:
+    """Whether ``value`` breaks the rule of ids: any C0 control character or DEL."""
+    return _CONTROLS.search(value) is not None
+
+
+SINGLE_LINE: Final = AfterValidator(_single_line)
+"""Refuses every C0 control and DEL: for ids, titles, names of zones and providers."""
+
+TEXT: Final = AfterValidator(_text)
+"""Refuses C0 controls and DEL but tab, line feed and carriage return: for free text."""
+
+
 def _isoformat(value: datetime) -> str:
     offset = value.utcoffset()
     if offset is not None and offset % timedelta(minutes=1):
-        value = value.astimezone(UTC)  # RFC 3339 offsets have no seconds (zoneinfo's LMT does)
+        value = value.astimezone(UTC)  # for times a model did not validate (model_construct)
     return value.isoformat().replace("+00:00", "Z")
 
 
@@ -80,11 +135,14 @@ Rfc3339Time = Annotated[
 """A timezone-aware time, read only from RFC 3339 text (or an aware ``datetime`` in Python)."""
 
 IanaTimezone = Annotated[
-    str, Field(strict=True, min_length=1, max_length=TIMEZONE_MAX), AfterValidator(_iana)
+    str,
+    Field(strict=True, min_length=1, max_length=TIMEZONE_MAX),
+    SINGLE_LINE,
+    AfterValidator(_iana),
 ]
-MessageId = Annotated[str, Field(strict=True, min_length=1, max_length=ID_MAX)]
-EventId = Annotated[str, Field(strict=True, min_length=1, max_length=EVENT_ID_MAX)]
-UserId = Annotated[str, Field(strict=True, min_length=1, max_length=ID_MAX)]
+MessageId = Annotated[str, Field(strict=True, min_length=1, max_length=ID_MAX), SINGLE_LINE]
+EventId = Annotated[str, Field(strict=True, min_length=1, max_length=EVENT_ID_MAX), SINGLE_LINE]
+UserId = Annotated[str, Field(strict=True, min_length=1, max_length=ID_MAX), SINGLE_LINE]
 Revision = Annotated[int, Field(strict=True, ge=0, le=INT64_MAX)]
 Email = Annotated[str, Field(strict=True, max_length=EMAIL_MAX, pattern=EMAIL_PATTERN)]
 

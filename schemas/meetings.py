@@ -62,6 +62,30 @@ class MeetingDetails(BaseModel):
 _NEEDED_UNLESS_CANCELLED = ("join_url", "topic", "start_time", "duration")
 
 
+class ReplacedMeeting(BaseModel):
+    """After the event changed organizer: the earlier organizer's meeting this one replaces.
+
+    ``cancelled``: deleted on Zoom with its own host's token (or already gone). Otherwise it was
+    left on Zoom, because its host's Zoom connection no longer works (``reason`` says how);
+    someone with that Zoom account has to delete it. The worker never uses another token.
+    """
+
+    model_config = _CONFIG
+
+    id: Annotated[int, Field(strict=True, ge=1, le=INT64_MAX)]
+    organizer_user_id: UserId
+    cancelled: Annotated[bool, Field(strict=True)]
+    reason: FailureReason | None = None
+
+    @model_validator(mode="after")
+    def _reason_when_left(self) -> Self:
+        if self.cancelled == (self.reason is not None):
+            raise PydanticCustomError(
+                "replaced_reason", "reason is given exactly when the meeting was not cancelled"
+            )
+        return self
+
+
 class MeetingLinked(BaseModel):
     model_config = _CONFIG
 
@@ -74,6 +98,8 @@ class MeetingLinked(BaseModel):
     action: LinkedAction
     meeting: MeetingDetails
     linked_at: Rfc3339Time
+    # Only after an organizer change (a handover): what became of the earlier host's meeting.
+    replaced_meeting: ReplacedMeeting | None = None
 
     @model_validator(mode="after")
     def _details_for_action(self) -> Self:
@@ -88,7 +114,8 @@ class MeetingLinked(BaseModel):
         return self
 
     def to_bytes(self) -> bytes:
-        """Compact UTF-8 JSON; unset meeting fields (password, or all but id) are omitted."""
+        """Compact UTF-8 JSON; unset fields (password, all meeting fields but id for a cancel,
+        ``replaced_meeting`` but after a handover) are omitted."""
         return self.model_dump_json(exclude_none=True).encode()
 
 

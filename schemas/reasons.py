@@ -18,6 +18,7 @@ class FailureReason(StrEnum):
     ZOOM_UNAVAILABLE = "zoom_unavailable"
     ZOOM_REJECTED_REQUEST = "zoom_rejected_request"
     INVALID_EVENT = "invalid_event"
+    PROCESSING_ERROR = "processing_error"
 
     @property
     def sentence(self) -> str:
@@ -51,5 +52,9 @@ SENTENCES: dict[FailureReason, str] = {
     ),
     FailureReason.INVALID_EVENT: (
         "The calendar event could not be read. Edit and save the event again, or contact support."
+    ),
+    FailureReason.PROCESSING_ERROR: (
+        "Talivo could not sync this event with Zoom because of an error on our side. Save the "
+        "event again in a few minutes; if the Zoom link still does not appear, contact support."
     ),
 }

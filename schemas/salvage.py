@@ -7,12 +7,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.fields import EVENT_ID_MAX, ID_MAX, INT64_MAX
+from schemas.fields import EVENT_ID_MAX, ID_MAX, INT64_MAX, has_controls
 
 
 @dataclass(frozen=True, slots=True)
 class SalvagedIds:
-    """Each id is ``None`` unless it was found and is itself valid."""
+    """Each id is ``None`` unless it was found and is itself valid (so a result can carry it)."""
 
     message_id: str | None = None
     event_id: str | None = None
@@ -73,7 +73,12 @@ def _unescape(raw: str | None) -> str | None:
 
 
 def _text(value: object, limit: int) -> str | None:
-    if isinstance(value, str) and 0 < len(value) <= limit and "\ufffd" not in value:
+    if (
+        isinstance(value, str)
+        and 0 < len(value) <= limit
+        and "\ufffd" not in value
+        and not has_controls(value)  # a meeting.failed could not carry it
+    ):
         return value
     return None
 

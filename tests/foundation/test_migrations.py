@@ -35,3 +35,28 @@ def test_two_processes_migrating_at_once_apply_each_file_once(postgres: Postgres
     applied = sum(int(out.split()[1]) for out in outputs)
     assert applied == len(names)
     assert migrations.apply(url) == []
+
+
+def test_links_stored_before_hosts_were_recorded_keep_no_host(postgres: PostgresService) -> None:
+    """0004 adds the link's host; existing links get NULL, read as the current organizer."""
+    url = create_database(postgres.url, f"mig_{uuid.uuid4().hex[:8]}")
+    earlier = [m for m in migrations.available() if m.name < "0004"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE schema_migrations"
+            " (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for migration in earlier:
+            conn.execute(migration.sql.encode())
+            conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (migration.name,))
+        conn.execute(
+            "INSERT INTO event_links (event_id, organizer_user_id, state, seen_revision,"
+            " zoom_meeting_id) VALUES ('ev-old', 'ana', 'linked', 3, 81234567890)"
+        )
+    assert migrations.apply(url) == ["0004_link_hosts"]
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT zoom_meeting_id, host_user_id, replaced_meeting_id, replaced_host_user_id"
+            " FROM event_links WHERE event_id = 'ev-old'"
+        ).fetchone()
+    assert row == (81234567890, None, None, None)

@@ -1,4 +1,4 @@
-"""Near-valid messages: valid ones with a few fields removed, retyped or pushed past a limit."""
+"""Near-valid messages: valid ones with fields removed, retyped, past a limit or with a control."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ EDGE_VALUES: list[Any] = [
     "2025-02-30T14:00:00Z", "2025-03-10T24:00:00Z", "2025-03-10T14:00:00+24:00",
     "2025-03-10T23:59:60Z", "2025-03-10T14:00:00.123456789-00:00", "1741615200",
     1741615200, "\uff12\uff10\uff12\uff15-03-10T14:00:00Z", [], {}, [1], {"email": "a@b"},
+    "\x00", "evt\x00", "\x00evt", "evt\n", "\nevt", "a\tb", "a\r\nb", "\x1f", "x\x7f", "\x0b",
+    "a@b\n", "a@b\x00", "Europe/Berlin\n", "zoom\x00", "\x85", "a\x9fb",
+    "2025-03-10T14:00:00Z\n", "2025-03-10T14:00:00Z\x00",
 ]  # fmt: skip
 
 
@@ -47,7 +50,7 @@ def _mutate(draw: st.DrawFn, doc: dict[str, Any]) -> dict[str, Any]:
     doc = copy.deepcopy(doc)
     path = draw(st.sampled_from(_paths(doc)))
     parent, last = _parent(doc, path), path[-1]
-    how = draw(st.sampled_from(["delete", "edge", "any", "extra", "nudge", "grow"]))
+    how = draw(st.sampled_from(["delete", "edge", "any", "extra", "nudge", "grow", "control"]))
     if how == "delete":
         del parent[last]
     elif how == "edge":
@@ -60,6 +63,9 @@ def _mutate(draw: st.DrawFn, doc: dict[str, Any]) -> dict[str, Any]:
         parent[last] += draw(st.sampled_from([-1, 1, 2**63]))
     elif how == "grow" and isinstance(parent[last], str | list):
         parent[last] = parent[last] * draw(st.integers(2, 400))
+    elif how == "control" and isinstance(parent[last], str):
+        # Any C0 control or DEL, tab and line breaks included (free text may hold those).
+        parent[last] = draw(s.with_control(parent[last]))
     return doc
 
 

@@ -20,15 +20,42 @@ from schemas import (
     MeetingFailed,
     MeetingLinked,
     Organizer,
+    ReplacedMeeting,
 )
 from schemas.fields import INT64_MAX
 
 ZONES = sorted(zoneinfo.available_timezones())
 
+# C0 controls and DEL: refused in ids and titles; free text keeps tab, line feed, carriage return.
+CONTROL_CHARACTERS = "".join(map(chr, range(0x20))) + "\x7f"
+LAYOUT_CHARACTERS = "\t\n\r"
+TEXT_CONTROL_CHARACTERS = "".join(c for c in CONTROL_CHARACTERS if c not in LAYOUT_CHARACTERS)
 
-# Text without surrogates (not encodable as UTF-8, so never on the wire).
+
+# Text without surrogates (not encodable as UTF-8, so never on the wire); control characters
+# included, so these are hostile unless a field takes anything.
 def texts(min_size: int = 0, max_size: int = 40) -> st.SearchStrategy[str]:
     return st.text(st.characters(codec="utf-8"), min_size=min_size, max_size=max_size)
+
+
+def line_texts(min_size: int = 0, max_size: int = 40) -> st.SearchStrategy[str]:
+    """Valid for ids and titles: no C0 control character and no DEL (C1 controls are fine)."""
+    alphabet = st.characters(codec="utf-8", exclude_characters=CONTROL_CHARACTERS)
+    return st.text(alphabet, min_size=min_size, max_size=max_size)
+
+
+def free_texts(min_size: int = 0, max_size: int = 40) -> st.SearchStrategy[str]:
+    """Valid for a description or a name: like ``line_texts``, plus tab and line breaks."""
+    alphabet = st.characters(codec="utf-8", exclude_characters=TEXT_CONTROL_CHARACTERS)
+    layout = st.sampled_from(LAYOUT_CHARACTERS)
+    return st.text(alphabet | layout, min_size=min_size, max_size=max_size)
+
+
+@st.composite
+def with_control(draw: st.DrawFn, text: str, controls: str = CONTROL_CHARACTERS) -> str:
+    """``text`` with one of ``controls`` put in at its start, its end or anywhere between."""
+    at = draw(st.sampled_from([0, len(text)]) | st.integers(0, len(text)))
+    return text[:at] + draw(st.sampled_from(controls)) + text[at:]
 
 
 def _email_part() -> st.SearchStrategy[str]:
@@ -38,21 +65,29 @@ def _email_part() -> st.SearchStrategy[str]:
 
 
 emails = st.builds(lambda local, domain: f"{local}@{domain}", _email_part(), _email_part())
-ids = texts(1, 64)
-event_ids = texts(1, 128)
+ids = line_texts(1, 64)
+event_ids = line_texts(1, 128)
 revisions = st.integers(0, INT64_MAX)
 
 offsets = st.integers(-(23 * 60 + 59), 23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m)))
-zones = st.one_of(st.just(UTC), offsets, st.sampled_from(ZONES).map(zoneinfo.ZoneInfo))
-times = st.datetimes(
-    min_value=datetime(1900, 1, 1),
-    max_value=datetime(2200, 1, 1),
-    timezones=zones,
-    allow_imaginary=False,
-)
+# Zones with DST and historic offsets: hypothesis draws wall times in their folds (fold=0 and
+# fold=1) and, where allowed, in their gaps (times that never happened on the wall clock).
+zones = st.one_of(st.just(UTC), offsets, st.timezones())
+
+
+def instants(*, allow_imaginary: bool) -> st.SearchStrategy[datetime]:
+    return st.datetimes(
+        min_value=datetime(1900, 1, 1),
+        max_value=datetime(2200, 1, 1),
+        timezones=zones,
+        allow_imaginary=allow_imaginary,
+    )
+
+
+times = instants(allow_imaginary=False) | instants(allow_imaginary=True)
 
 organizers = st.builds(Organizer, user_id=ids, email=emails)
-attendees = st.builds(Attendee, email=emails, name=st.none() | texts(0, 256))
+attendees = st.builds(Attendee, email=emails, name=st.none() | free_texts(0, 256))
 
 
 def _common() -> dict[str, Any]:
@@ -69,15 +104,19 @@ def _common() -> dict[str, Any]:
 @st.composite
 def _upsert_fields(draw: st.DrawFn) -> dict[str, Any]:
     start = draw(times)
-    length = draw(st.integers(1, 24 * 3600 * 1_000_000))
+    length = timedelta(microseconds=draw(st.integers(1, 24 * 3600 * 1_000_000)))
+    # Added in UTC: wall-clock arithmetic in a zone can land before start across a DST change.
+    end = (start.astimezone(UTC) + length).astimezone(draw(st.just(start.tzinfo) | zones))
     return {
-        "title": draw(texts(1, 200)),
-        "description": draw(st.none() | texts(0, 60) | st.just("d" * 2000)),
+        "title": draw(line_texts(1, 200)),
+        "description": draw(st.none() | free_texts(0, 60) | st.just("d" * 2000)),
         "start": start,
-        "end": start + timedelta(microseconds=length),
+        "end": end,
         "timezone": draw(st.sampled_from(ZONES)),
         "attendees": draw(st.lists(attendees, max_size=4)),
-        "video_conference": draw(st.sampled_from(["zoom", "none", "google_meet"]) | texts(1, 64)),
+        "video_conference": draw(
+            st.sampled_from(["zoom", "none", "google_meet"]) | line_texts(1, 64)
+        ),
     }
 
 
@@ -106,6 +145,17 @@ meeting_details = st.builds(
 
 
 @st.composite
+def replaced_meetings(draw: st.DrawFn) -> ReplacedMeeting:
+    cancelled = draw(st.booleans())
+    return ReplacedMeeting(
+        id=draw(st.integers(1, INT64_MAX)),
+        organizer_user_id=draw(ids),
+        cancelled=cancelled,
+        reason=None if cancelled else draw(st.sampled_from(FailureReason)),
+    )
+
+
+@st.composite
 def meetings_linked(draw: st.DrawFn) -> MeetingLinked:
     action = draw(st.sampled_from(LinkedAction))
     details = draw(meeting_details)
@@ -120,6 +170,7 @@ def meetings_linked(draw: st.DrawFn) -> MeetingLinked:
         action=action,
         meeting=details,
         linked_at=draw(times),
+        replaced_meeting=draw(st.none() | replaced_meetings()),
     )
 
 

@@ -10,7 +10,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from schemas import dead_letter, headers
-from tests.schemas.contract_files import SCHEMA_DIR, TOPICS
+from tests.schemas.contract_files import SCHEMA_DIR, TOPICS, load
 
 DOCUMENT: dict[str, Any] = yaml.safe_load((SCHEMA_DIR / "asyncapi.yaml").read_text())
 
@@ -66,6 +66,18 @@ def test_each_topic_payload_is_its_v1_schema_file_keyed_by_event_id(topic: str) 
         headers.SCHEMA_VERSION,
         headers.CONTENT_TYPE,
     }
+
+
+def test_the_record_key_follows_the_rules_of_event_id() -> None:
+    key = DOCUMENT["components"]["schemas"]["eventIdKey"]
+    for topic in TOPICS:
+        event_id = load(topic)["properties"]["event_id"]
+        for rule in ("minLength", "maxLength", "not"):
+            assert key[rule] == event_id[rule], (topic, rule)
+    valid = Draft202012Validator(key)
+    assert valid.is_valid("evt_5521")
+    for bad in ("", "e" * 129, "evt\x00", "evt\n", "\x7f"):
+        assert not valid.is_valid(bad), bad
 
 
 def test_dead_letter_headers_match_the_code() -> None:

@@ -44,8 +44,19 @@ def test_ids_from_text_that_is_not_json(data: bytes, expected: SalvagedIds) -> N
         pytest.param(b'["evt-1"]', id="array"),
         pytest.param(b"\xff\xfe\x00", id="binary"),
         pytest.param(b'{"event_id":"\xff\xfe"', id="invalid-utf8-in-id"),
+        pytest.param(b'{"event_id":"evt\\u0000"}', id="nul-in-id"),
+        pytest.param(b'{"message_id":"m\\n","event_id":"e\\u007f"', id="controls-in-text"),
+        pytest.param(b'{"organizer":{"user_id":"\\t"}}', id="control-in-user-id"),
+        pytest.param(b'{"event_id":"e\x00v"', id="raw-nul-in-truncated-text"),
         pytest.param(b"", id="empty-bytes"),
     ],
 )
 def test_untrustworthy_ids_are_left_out(data: bytes) -> None:
     assert salvage_ids(data) == SalvagedIds()
+
+
+def test_an_id_with_a_control_character_is_dropped_alone() -> None:
+    # The event is still named in its meeting.failed; its message_id is not (the worker then
+    # correlates by topic/partition/offset).
+    data = b'{"message_id":"msg\\u0000","event_id":"evt-1","revision":2,"title":"\\u0000"}'
+    assert salvage_ids(data) == SalvagedIds(None, "evt-1", 2, None)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from schemas import LinkedAction, parse_event, parse_linked
+import pytest
+from pydantic import ValidationError
+
+from schemas import FailureReason, LinkedAction, ReplacedMeeting, parse_event, parse_linked
+from tests.schemas.contract_files import schema_errors
 from tests.worker.harness import event
 from worker.pipeline.decision import Create, wanted_meeting
 from worker.pipeline.failures import Failure
@@ -68,3 +72,28 @@ def test_a_failure_names_the_action_and_the_reason_sentence() -> None:
     result = failed(src, Create(wanted_meeting(src), recover=False), failure, NOW)
     assert (result.action, result.reason) == ("create", "zoom_not_connected")
     assert result.message.startswith("User has not authorized Zoom access")
+
+
+def test_a_handover_result_says_what_became_of_the_old_meeting() -> None:
+    src = source(2, organizer="bruno")
+    left = ReplacedMeeting(
+        id=7, organizer_user_id="ana", cancelled=False, reason=FailureReason.ZOOM_NOT_CONNECTED
+    )
+    wire = json.loads(linked(src, stored_link(2), LinkedAction.CREATED, NOW, left).to_bytes())
+    assert wire["replaced_meeting"] == {
+        "id": 7,
+        "organizer_user_id": "ana",
+        "cancelled": False,
+        "reason": "zoom_not_connected",
+    }
+    assert schema_errors("meeting.linked", wire) == []
+    plain = json.loads(linked(src, stored_link(2), LinkedAction.CREATED, NOW).to_bytes())
+    assert "replaced_meeting" not in plain
+    with pytest.raises(ValidationError):  # left without a reason
+        ReplacedMeeting(id=7, organizer_user_id="ana", cancelled=False)
+    with pytest.raises(ValidationError):  # cancelled, yet a reason
+        ReplacedMeeting(
+            id=7, organizer_user_id="ana", cancelled=True, reason=FailureReason.ZOOM_UNAVAILABLE
+        )
+    no_reason = {"id": 7, "organizer_user_id": "ana", "cancelled": False}
+    assert schema_errors("meeting.linked", wire | {"replaced_meeting": no_reason})

@@ -1,16 +1,26 @@
-"""What every handler receives and returns."""
+"""What every handler receives and returns, and the only ways a handler reaches Zoom.
+
+A link belongs to its host. A meeting that exists is named by a ``HostedMeeting`` (the decision
+builds it from the link's stored host, or a handler from the create that made it), and
+``update_meeting`` and ``delete_meeting`` take nothing else, so no call about a meeting can carry
+another user's token. Only ``create_meeting`` uses the event's organizer; crash recovery looks
+among the meetings of the ``UnfinishedCreate``'s host. Handlers never call ``Step.meetings``
+directly (``tests/worker/test_handover.py`` checks).
+"""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from schemas import LinkedAction, SourceEvent
+from schemas import LinkedAction, ReplacedMeeting, SourceEvent
 from worker.pipeline.crashpoints import CrashPoints
-from worker.pipeline.decision import Wanted
+from worker.pipeline.decision import HostedMeeting, UnfinishedCreate, Wanted
 from worker.pipeline.links import Link, LinkSession
 from worker.pipeline.ports import Clock, Meetings
-from worker.zoom.models import Meeting, MeetingSpec, MeetingSummary
+from worker.zoom.errors import MeetingNotFound
+from worker.zoom.models import Meeting, MeetingPatch, MeetingSpec, MeetingSummary
 
 # A crashed create is looked for among meetings created since its intent, minus clock skew.
 RECOVERY_SKEW = timedelta(minutes=5)
@@ -21,22 +31,24 @@ class Step:
     event: SourceEvent
     link: Link | None
     session: LinkSession
-    meetings: Meetings
+    meetings: Meetings  # reach it through the functions below, never directly
     now: Clock
     crash: CrashPoints
 
     @property
-    def user_id(self) -> str:
+    def organizer(self) -> str:
+        """The event's organizer: the host of a meeting this step creates, of no other."""
         return self.event.organizer.user_id
 
     def base_link(self) -> Link:
-        return self.link or Link(self.event.event_id, self.user_id, "none", -1)
+        return self.link or Link(self.event.event_id, self.organizer, "none", -1)
 
 
 @dataclass(frozen=True)
 class Applied:
     link: Link  # to store (the processor adds the revision and result bookkeeping)
     action: LinkedAction | None  # None: nothing to publish
+    replaced: ReplacedMeeting | None = None  # a handover: what became of the earlier meeting
 
 
 def spec_of(wanted: Wanted) -> MeetingSpec:
@@ -49,11 +61,13 @@ def spec_of(wanted: Wanted) -> MeetingSpec:
     )
 
 
-def with_meeting(link: Link, meeting: Meeting, wanted: Wanted) -> Link:
+def with_meeting(link: Link, meeting: Meeting, wanted: Wanted, host: str) -> Link:
+    """``link`` linked to ``meeting``, which ``host``'s token made; no handover under way."""
     return link.evolve(
         state="linked",
         zoom_meeting_id=meeting.id,
         zoom_host_id=meeting.host_id,
+        host_user_id=host,
         join_url=meeting.join_url,
         title=wanted.topic,
         start_time=wanted.start_time,
@@ -61,23 +75,53 @@ def with_meeting(link: Link, meeting: Meeting, wanted: Wanted) -> Link:
         timezone=wanted.timezone,
         agenda_digest=wanted.agenda_digest,
         creating_since=None,
+        replaced_meeting_id=None,
+        replaced_host_user_id=None,
     )
 
 
-async def find_crashed_creates(step: Step, intent: Link) -> list[MeetingSummary]:
-    """Meetings a crashed attempt made for this intent, oldest first."""
+async def create_meeting(step: Step, wanted: Wanted) -> Meeting:
+    """A new meeting for ``wanted``, with the token of the event's organizer, who hosts it."""
+    return await step.meetings.create_meeting(step.organizer, spec_of(wanted))
+
+
+async def update_meeting(step: Step, meeting: HostedMeeting, patch: MeetingPatch) -> None:
+    """Patch ``meeting`` with its host's token; ``MeetingNotFound`` when it is gone."""
+    await step.meetings.update_meeting(meeting.host, meeting.meeting_id, patch)
+
+
+async def delete_meeting(step: Step, meeting: HostedMeeting) -> None:
+    """Delete ``meeting`` with its host's token; one already gone (by hand) is what we wanted."""
+    with contextlib.suppress(MeetingNotFound):
+        await step.meetings.delete_meeting(meeting.host, meeting.meeting_id)
+
+
+@dataclass(frozen=True)
+class Found:
+    """A meeting a crashed create made: hosted by the create's host, as Zoom lists it."""
+
+    meeting: HostedMeeting
+    summary: MeetingSummary
+
+
+async def find_crashed_creates(
+    step: Step, unfinished: UnfinishedCreate, intent: Link
+) -> list[Found]:
+    """Meetings a crashed attempt made for ``intent``, oldest first, listed with the token of
+    the host whose create it was."""
     if intent.creating_since is None or intent.start_time is None:
         return []
     since = intent.creating_since - RECOVERY_SKEW
     found = [
         m
-        for m in await step.meetings.list_scheduled_meetings(step.user_id)
+        for m in await step.meetings.list_scheduled_meetings(unfinished.host)
         if m.topic == intent.title
         and m.start_time is not None
         and m.start_time == intent.start_time
         and (m.created_at is None or m.created_at >= since)
     ]
-    return sorted(found, key=lambda m: (m.created_at or since, m.id))
+    found.sort(key=lambda m: (m.created_at or since, m.id))
+    return [Found(HostedMeeting(m.id, unfinished.host), m) for m in found]
 
 
 def now_utc(clock: Clock) -> datetime:

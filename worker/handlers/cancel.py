@@ -2,30 +2,37 @@
 
 from __future__ import annotations
 
-import contextlib
+from typing import assert_never
 
 from schemas import LinkedAction
-from worker.handlers.base import Applied, Step, find_crashed_creates
-from worker.pipeline.decision import Cancel
-from worker.zoom.errors import MeetingNotFound
+from worker.handlers.base import Applied, Step, delete_meeting, find_crashed_creates
+from worker.pipeline.decision import Cancel, HostedMeeting, UnfinishedCreate
 
 
 async def cancel(decision: Cancel, step: Step) -> Applied:
+    """Delete everything the event holds on Zoom, each meeting with its own host's token."""
     link = step.base_link()
-    targets = (
-        [decision.meeting_id]
-        if decision.meeting_id is not None
-        else [m.id for m in await find_crashed_creates(step, link)]
-    )
-    for meeting_id in targets:
-        # Already gone on Zoom (deleted by hand) is what we wanted.
-        with contextlib.suppress(MeetingNotFound):
-            await step.meetings.delete_meeting(step.user_id, meeting_id)
+    cancelled: list[HostedMeeting] = []
+    for target in decision.targets:
+        match target:
+            case HostedMeeting():
+                await delete_meeting(step, target)  # already gone counts as cancelled
+                cancelled.append(target)
+            case UnfinishedCreate():
+                for found in await find_crashed_creates(step, target, link):
+                    await delete_meeting(step, found.meeting)
+                    cancelled.append(found.meeting)
+            case _:
+                assert_never(target)
     step.crash.reached("after_zoom")
+    first = cancelled[0] if cancelled else None  # the meeting results named so far
     done = link.evolve(
         state="deleted" if decision.deleted else "cancelled",
         join_url=None,
         creating_since=None,
-        zoom_meeting_id=targets[0] if targets else link.zoom_meeting_id,
+        zoom_meeting_id=first.meeting_id if first else link.zoom_meeting_id,
+        host_user_id=first.host if first else link.host_user_id,
+        replaced_meeting_id=None,
+        replaced_host_user_id=None,
     )
-    return Applied(done, LinkedAction.CANCELLED if targets else None)
+    return Applied(done, LinkedAction.CANCELLED if cancelled else None)

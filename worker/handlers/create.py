@@ -2,48 +2,76 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from schemas import LinkedAction
-from worker.handlers.base import Applied, Step, find_crashed_creates, spec_of, with_meeting
-from worker.pipeline.decision import Create, Wanted
+from worker.handlers.base import (
+    Applied,
+    Step,
+    create_meeting,
+    delete_meeting,
+    find_crashed_creates,
+    update_meeting,
+    with_meeting,
+)
+from worker.pipeline.decision import Create, HostedMeeting, UnfinishedCreate, Wanted
 from worker.pipeline.links import Link
-from worker.zoom.errors import MeetingNotFound
 from worker.zoom.models import Meeting, MeetingPatch
 
 
 async def create(decision: Create, step: Step) -> Applied:
     link = step.base_link()
-    if decision.recover:
-        adopted = await _adopt(step, link, decision.wanted)
+    intent, meeting = await make_meeting(step, link, decision.wanted, recover=decision.recover)
+    return Applied(
+        with_meeting(intent, meeting, decision.wanted, step.organizer), LinkedAction.CREATED
+    )
+
+
+async def make_meeting(
+    step: Step,
+    link: Link,
+    wanted: Wanted,
+    *,
+    recover: bool,
+    replacing: HostedMeeting | None = None,
+) -> tuple[Link, Meeting]:
+    """The organizer's meeting for ``wanted`` and the intent it was made under.
+
+    ``recover``: the organizer's own crashed attempt (the intent ``link`` stores) may have made
+    it; adopt that one. Otherwise the intent is stored before Zoom is called, with ``replacing``
+    (a handover's earlier meeting, still to cancel) so that a crash from here on still knows it.
+    """
+    if recover:
+        adopted = await _adopt(step, link, wanted)
         if adopted is not None:
-            return adopted
+            return link, adopted
     intent = link.evolve(
         state="creating",
-        title=decision.wanted.topic,
-        start_time=decision.wanted.start_time,
-        duration_minutes=decision.wanted.duration_minutes,
-        timezone=decision.wanted.timezone,
-        agenda_digest=decision.wanted.agenda_digest,
-        creating_since=link.creating_since if decision.recover else step.now(),
+        host_user_id=step.organizer,
+        title=wanted.topic,
+        start_time=wanted.start_time,
+        duration_minutes=wanted.duration_minutes,
+        timezone=wanted.timezone,
+        agenda_digest=wanted.agenda_digest,
+        creating_since=link.creating_since if recover else step.now(),
+        replaced_meeting_id=replacing.meeting_id if replacing else None,
+        replaced_host_user_id=replacing.host if replacing else None,
     )
     # Durable before Zoom is called: a crash after Zoom's answer is then found on redelivery.
     await step.session.save(intent)
     step.crash.reached("after_intent")
-    meeting = await step.meetings.create_meeting(step.user_id, spec_of(decision.wanted))
+    meeting = await create_meeting(step, wanted)
     step.crash.reached("after_zoom")
-    return Applied(with_meeting(intent, meeting, decision.wanted), LinkedAction.CREATED)
+    return intent, meeting
 
 
-async def _adopt(step: Step, intent: Link, wanted: Wanted) -> Applied | None:
+async def _adopt(step: Step, intent: Link, wanted: Wanted) -> Meeting | None:
     """Reuse the oldest meeting a crashed attempt made, delete any extra, bring it up to date."""
-    found = await find_crashed_creates(step, intent)
+    # Recovery is decided only for the organizer's own intent: the meetings are theirs.
+    found = await find_crashed_creates(step, UnfinishedCreate(step.organizer), intent)
     if not found:
         return None
     keep, extras = found[0], found[1:]
     for extra in extras:
-        with contextlib.suppress(MeetingNotFound):
-            await step.meetings.delete_meeting(step.user_id, extra.id)
+        await delete_meeting(step, extra.meeting)
     patch = MeetingPatch(
         topic=wanted.topic,
         agenda=wanted.agenda,
@@ -51,16 +79,15 @@ async def _adopt(step: Step, intent: Link, wanted: Wanted) -> Applied | None:
         duration_minutes=wanted.duration_minutes,
         timezone=wanted.timezone,
     )
-    await step.meetings.update_meeting(step.user_id, keep.id, patch)
-    meeting = Meeting(
-        id=keep.id,
-        join_url=keep.join_url,
+    await update_meeting(step, keep.meeting, patch)
+    return Meeting(
+        id=keep.summary.id,
+        join_url=keep.summary.join_url,
         password=None,
         topic=wanted.topic,
         start_time=wanted.start_time,
         duration=wanted.duration_minutes,
         timezone=wanted.timezone,
-        host_id=keep.host_id,
-        created_at=keep.created_at,
+        host_id=keep.summary.host_id,
+        created_at=keep.summary.created_at,
     )
-    return Applied(with_meeting(intent, meeting, wanted), LinkedAction.CREATED)

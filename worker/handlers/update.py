@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from schemas import LinkedAction
-from worker.handlers.base import Applied, Step
+from worker.handlers.base import Applied, Step, update_meeting
 from worker.handlers.create import create
 from worker.pipeline.decision import Create, Update
 from worker.pipeline.links import Link
@@ -26,13 +26,14 @@ async def update(decision: Update, step: Step) -> Applied:
             timezone=wanted.timezone if fields & {"start_time", "timezone"} else None,
         )
         try:
-            await step.meetings.update_meeting(step.user_id, decision.meeting_id, patch)
+            await update_meeting(step, decision.meeting, patch)
         except MeetingNotFound:
             # Deleted by hand on Zoom: the event still wants a meeting, so make a new one.
             gone = link.evolve(state="none", zoom_meeting_id=None, join_url=None)
             return await create(Create(wanted, recover=False), _with_link(step, gone))
         step.crash.reached("after_zoom")
     updated = link.evolve(
+        host_user_id=decision.meeting.host,  # pins a host on a link stored before hosts were
         title=decision.wanted.topic,
         start_time=decision.wanted.start_time,
         duration_minutes=decision.wanted.duration_minutes,

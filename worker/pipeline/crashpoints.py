@@ -11,7 +11,9 @@ import signal
 from dataclasses import dataclass, field
 from typing import Literal
 
-CrashStep = Literal["after_intent", "after_zoom", "after_db", "after_publish"]
+CrashStep = Literal[
+    "after_intent", "after_zoom", "after_handover_cancel", "after_db", "after_publish"
+]
 
 
 @dataclass

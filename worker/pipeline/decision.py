@@ -3,6 +3,12 @@
 ``decide`` is pure: no I/O, no clock. It compares the message's revision with what the link has
 seen (revisions order messages across the three topics), and what the event wants (a Zoom
 meeting or none) with what exists, and names one step. The handlers carry the step out.
+
+A link belongs to its host. Every meeting a decision names comes with the Talivo user whose
+token made it (``HostedMeeting``, from the link's stored host), and that is the only token the
+handlers may use for it; the event's organizer is used only to create. When a revision names
+another organizer than the host, the step is a ``Handover``. A link stored before hosts were
+recorded (``host_user_id`` NULL) counts as hosted by the organizer of the message at hand.
 """
 
 from __future__ import annotations
@@ -50,26 +56,68 @@ class Remember:
 
 
 @dataclass(frozen=True)
+class HostedMeeting:
+    """A meeting on Zoom and its host, the Talivo user whose token made it (and may touch it)."""
+
+    meeting_id: int
+    host: str
+
+
+@dataclass(frozen=True)
+class UnfinishedCreate:
+    """A create by ``host`` that may have made a meeting before a crash or a lost answer.
+
+    Looked for among ``host``'s meetings, with ``host``'s token, by the intent the link stores.
+    """
+
+    host: str
+
+
+OnZoom = HostedMeeting | UnfinishedCreate
+
+
+@dataclass(frozen=True)
 class Create:
+    """Create the organizer's meeting (nothing of another host is held)."""
+
     wanted: Wanted
-    # A crashed attempt may have made the meeting already: look for it before creating.
+    # The organizer's own crashed attempt may have made the meeting: look for it before creating.
     recover: bool
 
 
 @dataclass(frozen=True)
 class Update:
     wanted: Wanted
-    meeting_id: int
+    meeting: HostedMeeting  # hosted by the event's organizer (else the step is a Handover)
     changed: frozenset[str]  # names of Wanted fields that differ from the stored meeting
 
 
 @dataclass(frozen=True)
 class Cancel:
-    meeting_id: int | None  # None: a crashed create may have made one; look for it
+    # Everything the event holds on Zoom, each with its host: the linked meeting, a handover's
+    # replaced meeting, a create that may have been left unfinished. Empty never: then Remember.
+    targets: tuple[OnZoom, ...]
     deleted: bool  # the event itself is gone (not just switched away from Zoom)
 
 
-Decision = Republish | Remember | Create | Update | Cancel
+@dataclass(frozen=True)
+class Handover:
+    """The event names another organizer than the host: its meeting moves to the organizer.
+
+    Make before break: ``abandoned`` (another host's unfinished create) is looked for and
+    deleted with that host's token; the organizer's meeting is created with the organizer's
+    token (``recover``: the organizer's own crashed attempt may have made it); then ``old`` is
+    cancelled with its own host's token, or left on Zoom (and reported) when that host's
+    connection no longer works.
+    """
+
+    wanted: Wanted
+    old: HostedMeeting | None
+    abandoned: UnfinishedCreate | None
+    recover: bool
+
+
+Decision = Republish | Remember | Create | Update | Cancel | Handover
 
 
 def wanted_meeting(event: EventUpsert) -> Wanted:
@@ -88,24 +136,64 @@ def decide(event: SourceEvent, link: Link | None) -> Decision:
             return Republish(link)
         return Remember(link, "stale")
 
+    organizer = event.organizer.user_id
+    held = _held(link, organizer)
+
     if isinstance(event, EventDeleted):
-        if link is not None and link.state == "linked":
-            return Cancel(link.zoom_meeting_id, deleted=True)
-        if link is not None and link.state == "creating":
-            return Cancel(None, deleted=True)
+        if held.all:
+            return Cancel(held.all, deleted=True)
         return Remember(_tombstone(event, link, "deleted"), "deleted without a meeting")
 
     if not event.wants_zoom:
-        if link is not None and link.state == "linked":
-            return Cancel(link.zoom_meeting_id, deleted=False)
-        if link is not None and link.state == "creating":
-            return Cancel(None, deleted=False)
+        if held.all:
+            return Cancel(held.all, deleted=False)
         return Remember(_tombstone(event, link, "none"), "not a Zoom event")
 
     wanted = wanted_meeting(event)
-    if link is not None and link.state == "linked" and link.zoom_meeting_id is not None:
-        return Update(wanted, link.zoom_meeting_id, changed_fields(link, wanted))
-    return Create(wanted, recover=link is not None and link.state == "creating")
+    current, unfinished, replaced = held.current, held.unfinished, held.replaced
+    if current is not None and replaced is None:
+        if current.host == organizer:
+            assert link is not None
+            return Update(wanted, current, changed_fields(link, wanted))
+        return Handover(wanted, old=current, abandoned=None, recover=False)
+    own = unfinished is not None and unfinished.host == organizer
+    if replaced is None and (unfinished is None or own):
+        return Create(wanted, recover=own)
+    # An intent of another host's is stored, or a handover is under way (``replaced`` is only
+    # ever stored beside an intent, never beside a linked meeting).
+    return Handover(wanted, old=replaced, abandoned=None if own else unfinished, recover=own)
+
+
+@dataclass(frozen=True)
+class _Held:
+    """What a link holds on Zoom, each piece with its host."""
+
+    current: HostedMeeting | None  # the linked meeting
+    unfinished: UnfinishedCreate | None  # a stored intent: a create that may have made one
+    replaced: HostedMeeting | None  # a handover under way: the earlier host's meeting
+
+    @property
+    def all(self) -> tuple[OnZoom, ...]:
+        # The linked or replaced meeting first: it is the one results named so far.
+        return tuple(m for m in (self.current, self.replaced, self.unfinished) if m is not None)
+
+
+def _held(link: Link | None, organizer: str) -> _Held:
+    if link is None:
+        return _Held(None, None, None)
+    host = link.host_user_id or organizer  # NULL: stored before hosts were; see the module doc
+    current = (
+        HostedMeeting(link.zoom_meeting_id, host)
+        if link.state == "linked" and link.zoom_meeting_id is not None
+        else None
+    )
+    unfinished = UnfinishedCreate(host) if link.state == "creating" else None
+    replaced = (
+        HostedMeeting(link.replaced_meeting_id, link.replaced_host_user_id)
+        if link.replaced_meeting_id is not None and link.replaced_host_user_id is not None
+        else None
+    )
+    return _Held(current, unfinished, replaced)
 
 
 def changed_fields(link: Link, wanted: Wanted) -> frozenset[str]:

@@ -24,6 +24,16 @@ LinkState = Literal["none", "creating", "linked", "cancelled", "deleted"]
 
 @dataclass(frozen=True)
 class Link:
+    """One event's row. ``organizer_user_id`` is the organizer of the message that first stored it.
+
+    ``host_user_id`` is the Talivo user whose Zoom token made ``zoom_meeting_id`` (in state
+    ``creating``: whose token is making one): the only token that may touch that meeting. None
+    for links stored before it existed (migration 0004): read as the organizer of the message at
+    hand, as the worker did before. ``replaced_meeting_id`` and ``replaced_host_user_id`` are set
+    only beside a handover's intent: the earlier host's meeting, still to cancel with its host's
+    token once the new organizer's meeting exists.
+    """
+
     event_id: str
     organizer_user_id: str
     state: LinkState
@@ -40,6 +50,9 @@ class Link:
     last_message_id: str | None = None
     last_result_topic: str | None = None
     last_result: bytes | None = None
+    host_user_id: str | None = None
+    replaced_meeting_id: int | None = None
+    replaced_host_user_id: str | None = None
 
     def evolve(self, **changes: object) -> Link:
         return replace(self, **changes)  # type: ignore[arg-type]

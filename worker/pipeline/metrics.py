@@ -20,8 +20,21 @@ MESSAGE_SECONDS = Histogram(
 ACTIVE = Gauge(
     "zoom_worker_active", "Messages admitted to Zoom work (the rest of in-flight is waiting)."
 )
+HANDOVERS = Counter(
+    "zoom_worker_handovers_total",
+    "Meetings of an earlier organizer met by a handover, by outcome: old_cancelled (with its "
+    "host's token), old_left (its host's connection no longer works; left on Zoom), "
+    "unfinished_left (another host's unfinished create could not be looked for).",
+    ["outcome"],
+)
 DEAD_LETTERED = Counter(
     "zoom_worker_dead_lettered_total",
     "Source messages parked in the dead-letter topic.",
     ["reason"],
+)
+POISON = Counter(
+    "zoom_worker_poison_messages_total",
+    "Source messages the worker failed on every time it tried while Postgres and the broker "
+    "answered, parked in the dead-letter topic (reason processing_error), by topic.",
+    ["topic"],
 )

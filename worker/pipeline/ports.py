@@ -10,7 +10,11 @@ from worker.zoom.models import Meeting, MeetingPatch, MeetingSpec, MeetingSummar
 
 
 class Meetings(Protocol):
-    """Zoom's Meetings API as the organizer (Talivo user id) sees it.
+    """Zoom's Meetings API as one Talivo user sees it: ``user_id`` is whose token is used.
+
+    For a meeting that exists that is its host (the link's stored host), never anyone else; a
+    create uses the event's organizer, who becomes the host. ``worker.handlers.base`` is the
+    only caller and takes a ``HostedMeeting`` for every call about an existing meeting.
 
     Every method may block on the account's rate limit and on retries within the client's time
     budget; it raises ``worker.zoom.errors.ZoomError`` subclasses or token-store errors.

@@ -30,7 +30,16 @@ from worker.handlers import Applied, Step, carry_out
 from worker.pipeline import metrics, results
 from worker.pipeline.admission import Admission
 from worker.pipeline.crashpoints import CrashPoints
-from worker.pipeline.decision import Cancel, Create, Decision, Remember, Republish, Update, decide
+from worker.pipeline.decision import (
+    Cancel,
+    Create,
+    Decision,
+    Handover,
+    Remember,
+    Republish,
+    Update,
+    decide,
+)
 from worker.pipeline.failures import EXPECTED, Failure, classify
 from worker.pipeline.links import Link, LinkSession, LinkStore
 from worker.pipeline.ports import Clock, Meetings, Publisher
@@ -119,7 +128,7 @@ class Processor:
                 if decision.link != link:  # a stale message changes nothing, not even a timestamp
                     await session.save(decision.link)
                 return "skipped"
-            case Create() | Update() | Cancel():
+            case Create() | Update() | Cancel() | Handover():
                 step = Step(event, link, session, self._meetings, self._clock, self._crash)
                 try:
                     applied = await carry_out(decision, step)
@@ -142,7 +151,7 @@ class Processor:
         if applied.action is None:
             await session.save(stored)
             return
-        result = results.linked(event, stored, applied.action, self._clock())
+        result = results.linked(event, stored, applied.action, self._clock(), applied.replaced)
         value = result.to_bytes()
         await session.save(stored.evolve(last_result=value, last_result_topic=self._topics.linked))
         self._crash.reached("after_db")

@@ -23,13 +23,14 @@ from schemas import (
     MeetingDetails,
     MeetingFailed,
     MeetingLinked,
+    ReplacedMeeting,
     SalvagedIds,
     SourceEvent,
     parse_failed,
     parse_linked,
 )
 from schemas.headers import message_headers
-from worker.pipeline.decision import Cancel, Create, Decision, Update
+from worker.pipeline.decision import Cancel, Create, Decision, Handover, Update
 from worker.pipeline.failures import Failure
 from worker.pipeline.links import Link
 from worker.pipeline.ports import Headers
@@ -57,8 +58,15 @@ def result_headers(result: MeetingLinked | MeetingFailed) -> Headers:
     return tuple(message_headers(name, result.schema_version))
 
 
-def linked(event: SourceEvent, link: Link, action: LinkedAction, now: datetime) -> MeetingLinked:
-    """The meeting as the link now stores it (only its id once cancelled)."""
+def linked(
+    event: SourceEvent,
+    link: Link,
+    action: LinkedAction,
+    now: datetime,
+    replaced: ReplacedMeeting | None = None,
+) -> MeetingLinked:
+    """The meeting as the link now stores it (only its id once cancelled); ``replaced``: after
+    a handover, what became of the earlier host's meeting."""
     assert link.zoom_meeting_id is not None
     if action is LinkedAction.CANCELLED:
         details = MeetingDetails(id=link.zoom_meeting_id)
@@ -80,6 +88,7 @@ def linked(event: SourceEvent, link: Link, action: LinkedAction, now: datetime) 
         action=action,
         meeting=details,
         linked_at=now,
+        replaced_meeting=replaced,
     )
 
 
@@ -146,10 +155,30 @@ def _stored(link: Link, linked_topic: str) -> MeetingLinked | MeetingFailed:
 
 
 def failed_action(decision: Decision) -> FailedAction:
-    if isinstance(decision, Create):
-        return FailedAction.CREATE
+    if isinstance(decision, Create | Handover):
+        return FailedAction.CREATE  # a handover creates the new organizer's meeting
     if isinstance(decision, Update):
         return FailedAction.UPDATE
     if isinstance(decision, Cancel):
         return FailedAction.CANCEL
     raise AssertionError(f"no Zoom action for {type(decision).__name__}")
+
+
+def processing_error(
+    ids: SalvagedIds, source_id: str, kind: EventKind | None, attempts: int, now: datetime
+) -> MeetingFailed:
+    """For a source the worker failed on every time it tried (parked for ``dlq replay``)."""
+    assert ids.event_id is not None
+    return MeetingFailed(
+        message_id=result_message_id(source_id),
+        correlation_id=source_id,
+        event_id=ids.event_id,
+        revision=ids.revision,
+        organizer_user_id=ids.organizer_user_id,
+        action=ACTION_BY_KIND[kind] if kind else None,
+        reason=FailureReason.PROCESSING_ERROR,
+        message=FailureReason.PROCESSING_ERROR.sentence,
+        retryable=True,  # a replay, or the event saved again, may well succeed
+        attempts=attempts,
+        failed_at=now,
+    )

@@ -1,6 +1,7 @@
 """Wiring: every long-lived resource opened in one ``AsyncExitStack``, closed in reverse.
 
-Start-up order: database pool, HTTP client, producer, health server, then the consumer engine;
+Start-up order: database pool, HTTP client, producer, dependency monitor, health server, then
+the consumer engine (running the processor through the poison guard);
 shutdown (SIGTERM/SIGINT) stops the engine first (finish in-flight, commit, leave the group) and
 closes the rest after it, so no result is published on a closed producer.
 """
@@ -16,13 +17,15 @@ from worker.engine.consumer import Engine, EngineSettings
 from worker.pipeline.admission import Admission
 from worker.pipeline.crashpoints import CrashPoints
 from worker.pipeline.links import PostgresLinkStore
+from worker.pipeline.poison import PoisonGuard
 from worker.pipeline.processor import Processor, Topics
 from worker.runtime import kafka
 from worker.runtime.config import Settings
+from worker.runtime.dependencies import DependencyMonitor, broker_probe, database_probe
 from worker.runtime.health import health_app, serving
 from worker.runtime.http import http_client
 from worker.runtime.publisher import KafkaPublisher
-from worker.runtime.resources import database_ready, open_pool, stop_on_signals, token_store
+from worker.runtime.resources import open_pool, stop_on_signals, token_store
 from worker.zoom import ZoomMeetings
 
 log = get_logger("worker.runtime.app")
@@ -43,11 +46,29 @@ def topics_of(settings: Settings) -> Topics:
     )
 
 
+def pool_size(max_in_flight: int) -> int:
+    """Database connections the worker may need at once, so that none ever waits for one.
+
+    Each admitted message (at most ``MAX_IN_FLIGHT``) holds one connection for its event's guard
+    from start to end and, one at a time, at most one more: to read its organizer's token, or to
+    refresh it under the row lock, across Zoom's OAuth call (``token_store/store.py``; callers
+    refreshing one organizer share one refresh). Eight more serve the dependency probe,
+    ``/readyz`` and headroom. With fewer, a burst of refreshes (many organizers' tokens expiring
+    together, after a deploy or an outage) queues for connections held across slow OAuth calls
+    and messages fail with ``PoolTimeout``; tests/worker/test_outages.py checks this bound.
+    """
+    return 2 * max_in_flight + 8
+
+
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
     stop = stop_on_signals(stop)
     async with AsyncExitStack() as stack:
-        # One connection per admitted message (its event's guard) and a few for the rest.
-        pool = await open_pool(stack, settings, settings.max_in_flight + 8)
+        pool = await open_pool(
+            stack,
+            settings,
+            pool_size(settings.max_in_flight),
+            wait_seconds=settings.database_pool_timeout_seconds,
+        )
         http = await stack.enter_async_context(http_client(settings.max_in_flight + 16))
         tokens = token_store(settings, pool, http)
         meetings = ZoomMeetings(
@@ -59,17 +80,31 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
         producer = kafka.producer(settings)
         await producer.start()
         stack.push_async_callback(producer.stop)
+        topics = topics_of(settings)
+        monitor = DependencyMonitor(
+            {
+                "database": database_probe(pool),
+                "broker": broker_probe(
+                    producer, (topics.linked, topics.failed, topics.dead_letter)
+                ),
+            }
+        )
+        await stack.enter_async_context(monitor.running())
+        publisher = KafkaPublisher(producer)
         processor = Processor(
-            topics=topics_of(settings),
+            topics=topics,
             links=PostgresLinkStore(pool),
             meetings=meetings,
-            publisher=KafkaPublisher(producer),
+            publisher=publisher,
             crash=CrashPoints.from_env(),
             admission=Admission(settings.max_in_flight, settings.max_in_flight_per_organizer),
         )
+        # An unexpected error on one message is retried, then the message parked; a dependency
+        # outage is waited out (worker/pipeline/poison.py).
+        handler = PoisonGuard(processor, topics=topics, publisher=publisher, dependencies=monitor)
         engine = Engine(
             kafka.consumer(settings),
-            processor,
+            handler,
             EngineSettings(
                 topics=settings.event_topics,
                 # Taken but waiting for admission costs only memory: buffer more than we run,
@@ -79,18 +114,12 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
             ),
         )
 
-        async def broker_ready() -> bool:
-            partitions = await asyncio.wait_for(
-                producer.partitions_for(settings.topic_meeting_linked), 2
-            )
-            return bool(partitions)
-
         async def consumer_running() -> bool:
             return engine.running
 
         checks = {
-            "database": lambda: database_ready(pool),
-            "broker": broker_ready,
+            "database": lambda: monitor.check("database"),
+            "broker": lambda: monitor.check("broker"),
             "consumer": consumer_running,
         }
         await stack.enter_async_context(serving(health_app(checks), settings.http_port))

@@ -136,6 +136,7 @@ class Settings(ServiceSettings):
     max_buffered: int = Field(1024, alias="MAX_BUFFERED_MESSAGES", ge=1, le=1_000_000)
     shutdown_grace_seconds: float = Field(25.0, alias="SHUTDOWN_GRACE_SECONDS", gt=0)
     zoom_retry_budget_seconds: float = Field(30.0, alias="ZOOM_RETRY_BUDGET_SECONDS", gt=0)
+    database_pool_timeout_seconds: float = Field(30.0, alias="DATABASE_POOL_TIMEOUT_SECONDS", gt=0)
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

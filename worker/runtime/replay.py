@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from schemas.dead_letter import DLQ_HEADERS, DLQ_REASON, DLQ_SOURCE_TOPIC
+from schemas.dead_letter import DLQ_ALL_HEADERS, DLQ_REASON, DLQ_SOURCE_TOPIC
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ async def replay(
                 if source is None or (reasons is not None and reason not in reasons):
                     skipped += 1
                 else:
-                    original = [(k, v) for k, v in headers if k not in DLQ_HEADERS]
+                    original = [(k, v) for k, v in headers if k not in DLQ_ALL_HEADERS]
                     await producer.send_and_wait(
                         source.decode(), record.value, key=record.key, headers=original
                     )

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
 import httpx
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from token_store import TokenStore, ZoomOAuth
 from worker.runtime.config import ServiceSettings
@@ -26,14 +27,40 @@ def stop_on_signals(stop: asyncio.Event | None = None) -> asyncio.Event:
     return stop
 
 
-async def open_pool(stack: AsyncExitStack, settings: ServiceSettings, max_size: int) -> Pool:
-    """A connection pool, open and ready (or failing within 30 s), closed with ``stack``."""
+# psycopg_pool retries a failed connection with a doubling delay until this many seconds have
+# passed, then gives up until someone needs one (and tries again at once). Its default, five
+# minutes, lets that delay reach two minutes: after a Postgres outage the pool would sit out the
+# delay long after the database answers again.
+RECONNECT_SECONDS = 10.0
+
+
+async def open_pool(
+    stack: AsyncExitStack, settings: ServiceSettings, max_size: int, *, wait_seconds: float = 30.0
+) -> Pool:
+    """A connection pool, open and ready (or failing within 30 s), closed with ``stack``.
+
+    ``wait_seconds``: how long ``pool.connection()`` waits for a connection (then ``PoolTimeout``).
+    """
     pool: Pool = AsyncConnectionPool(
-        settings.dsn(), min_size=min(2, max_size), max_size=max_size, open=False
+        settings.dsn(),
+        min_size=min(2, max_size),
+        max_size=max_size,
+        timeout=wait_seconds,
+        reconnect_timeout=RECONNECT_SECONDS,
+        open=False,
     )
-    await pool.open(wait=True, timeout=30)
+    await pool.open()
     stack.push_async_callback(pool.close)
-    return pool
+    # Not ``open(wait=True)``: the pool stops retrying after RECONNECT_SECONDS, a new request
+    # makes it try again, so ask until a connection comes.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            async with pool.connection(timeout=min(5.0, max(0.1, deadline - time.monotonic()))):
+                return pool
+        except PoolTimeout:
+            if time.monotonic() >= deadline:
+                raise
 
 
 def token_store(settings: ServiceSettings, pool: Pool, http: httpx.AsyncClient) -> TokenStore:

@@ -14,10 +14,11 @@ Zoom's OpenAPI, vendored in ``openapi/`` (source in ``openapi/SOURCE.md``).
 """
 
 from devservices.zoom_emulator.faults import Fault, FaultPlan, parse_fault
-from devservices.zoom_emulator.models import EmulatedUser, MeetingRecord
+from devservices.zoom_emulator.models import ApiCall, EmulatedUser, MeetingRecord
 from devservices.zoom_emulator.server import ZoomEmulator
 
 __all__ = [
+    "ApiCall",
     "EmulatedUser",
     "Fault",
     "FaultPlan",

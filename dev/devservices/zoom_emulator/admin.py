@@ -10,6 +10,7 @@ process that did not start the emulator (the worker under test, the demo):
 - ``POST /_emulator/grants`` ``{user_id}`` -> ``{access_token, refresh_token}``
 - ``POST /_emulator/expire-access-tokens`` ``{user_id?}``
 - ``GET /_emulator/calls`` -> ``{"METHOD /path/{template}": count}``
+- ``GET /_emulator/api-calls`` -> every ``/v2`` request: endpoint, Zoom user, meeting, its host
 - ``GET|POST|DELETE /_emulator/faults``: list (with how often each fired), add one or a list, clear
 - ``PUT /_emulator/settings`` ``{access_token_ttl?, daily_limit?}``
 - ``GET /_emulator/secrets`` -> every token and code issued; ``POST /_emulator/reset``
@@ -91,6 +92,10 @@ def routes(world: World, faults: FaultPlan) -> list[Route]:
         with world.lock:
             return JSONResponse(dict(world.calls))
 
+    async def api_calls(_: Request) -> Response:
+        with world.lock:
+            return JSONResponse([dataclasses.asdict(c) for c in world.journal])
+
     async def fault_rules(request: Request) -> Response:
         if request.method == "DELETE":
             faults.clear()
@@ -131,6 +136,7 @@ def routes(world: World, faults: FaultPlan) -> list[Route]:
         Route("/_emulator/grants", grants, methods=["POST"]),
         Route("/_emulator/expire-access-tokens", expire, methods=["POST"]),
         Route("/_emulator/calls", calls, methods=["GET"]),
+        Route("/_emulator/api-calls", api_calls, methods=["GET"]),
         Route("/_emulator/faults", fault_rules, methods=["GET", "POST", "DELETE"]),
         Route("/_emulator/settings", settings, methods=["PUT"]),
         Route("/_emulator/secrets", issued, methods=["GET"]),

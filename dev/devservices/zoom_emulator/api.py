@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from devservices.zoom_emulator import meetings
 from devservices.zoom_emulator.limits import Category
-from devservices.zoom_emulator.models import MeetingRecord, UserRecord
+from devservices.zoom_emulator.models import ApiCall, MeetingRecord, UserRecord
 from devservices.zoom_emulator.state import Refusal, World, zoom_error
 
 QPS_MESSAGE = "You have reached the maximum per-second rate limit for this API. Try again later."
@@ -48,6 +48,7 @@ Handler = Callable[[Request, UserRecord], Awaitable[Response]]
 def routes(world: World) -> list[Route]:
     def guarded(category: Category, daily: bool, handler: Handler) -> Callable[..., Any]:
         async def endpoint(request: Request) -> Response:
+            user: UserRecord | None = None
             try:
                 user = world.authenticate(request.headers.get("authorization"))
                 plan = world.accounts[user.account_id]
@@ -60,11 +61,32 @@ def routes(world: World) -> list[Route]:
                     raise zoom_error(404, 1001, f"User does not exist: {_user_ref(request)}.")
                 if daily and not world.limits.take_daily(user.id, world.now().date()):
                     raise Refusal(429, {"code": 429, "message": DAILY_MESSAGE})
-                return await handler(request, user)
+                response = await handler(request, user)
             except Refusal as refusal:
-                return JSONResponse(refusal.body, refusal.status, headers=refusal.headers)
+                response = JSONResponse(refusal.body, refusal.status, headers=refusal.headers)
+            journal(request, user, response)
+            return response
 
         return endpoint
+
+    def journal(request: Request, user: UserRecord | None, response: Response) -> None:
+        """Record who asked about which meeting (``ZoomEmulator.api_calls``)."""
+        route = request.scope.get("route")
+        raw = str(request.path_params.get("meetingId", ""))
+        meeting_id = int(raw) if raw.isdigit() else None
+        if meeting_id is None and request.method == "POST" and response.status_code == 201:
+            meeting_id = json.loads(bytes(response.body))["id"]  # a create: the meeting it made
+        with world.lock:
+            record = world.meetings.get(meeting_id) if meeting_id is not None else None
+            world.journal.append(
+                ApiCall(
+                    endpoint=f"{request.method} {getattr(route, 'path', request.url.path)}",
+                    user_id=user.id if user else None,
+                    meeting_id=meeting_id,
+                    meeting_host_id=record.host_id if record else None,
+                    status=response.status_code,
+                )
+            )
 
     def own_meeting(request: Request, user: UserRecord, not_host_code: int) -> MeetingRecord:
         raw = request.path_params["meetingId"]

@@ -69,6 +69,19 @@ class AccessToken:
     expires_at: datetime
 
 
+@dataclass(frozen=True)
+class ApiCall:
+    """One ``/v2`` request as the emulator answered it: who asked (the Zoom user behind the
+    bearer token; None when the token was refused) and, for a request about one meeting (create,
+    get, patch, delete), that meeting and its host at the time. Never the token itself."""
+
+    endpoint: str  # "DELETE /v2/meetings/{meetingId}"
+    user_id: str | None
+    meeting_id: int | None
+    meeting_host_id: str | None
+    status: int
+
+
 @dataclass
 class MeetingRecord:
     id: int

@@ -17,7 +17,13 @@ from devservices.zoom_emulator import webhooks
 from devservices.zoom_emulator.app import EmulatorApp
 from devservices.zoom_emulator.faults import Fault, FaultPlan
 from devservices.zoom_emulator.limits import Category
-from devservices.zoom_emulator.models import EmulatedUser, MeetingRecord, Plan, UserStatus
+from devservices.zoom_emulator.models import (
+    ApiCall,
+    EmulatedUser,
+    MeetingRecord,
+    Plan,
+    UserStatus,
+)
 from devservices.zoom_emulator.state import DEFAULT_SCOPES, World
 
 _WORLDS: list[World] = []  # every emulator of this process, for suite-wide leak scans
@@ -224,6 +230,13 @@ class ZoomEmulator:
         """Requests that reached ``endpoint`` (``"PATCH /v2/meetings/{meetingId}"``)."""
         with self._world.lock:
             return self._world.calls[endpoint]
+
+    def api_calls(self) -> list[ApiCall]:
+        """Every ``/v2`` request that reached a route (injected faults answer before), in order:
+        the Zoom user behind its token and, for a request about one meeting, that meeting and
+        its host. Tests check with it that a meeting is only ever touched by its host."""
+        with self._world.lock:
+            return list(self._world.journal)
 
     def meetings(self, user_id: str) -> list[MeetingRecord]:
         """The meetings ``user_id`` hosts, deleted ones excluded, oldest first."""

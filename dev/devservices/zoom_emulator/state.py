@@ -21,6 +21,7 @@ from typing import Any
 from devservices.zoom_emulator.limits import RateLimits
 from devservices.zoom_emulator.models import (
     AccessToken,
+    ApiCall,
     AuthCode,
     EmulatedUser,
     Grant,
@@ -86,6 +87,7 @@ class World:
         self.access_tokens: dict[str, AccessToken] = {}
         self.meetings: dict[int, MeetingRecord] = {}
         self.calls: Counter[str] = Counter()
+        self.journal: list[ApiCall] = []  # every /v2 request that reached a route, in order
         self.secrets: list[str] = []
         self._grant_ids = itertools.count(1)
         self._meeting_ids = itertools.count(81_234_567_890)
