@@ -69,6 +69,7 @@ async def _run(s: Stack, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {
         "machine": machine(),
         "setup": {
+            "broker": s.broker,
             "max_in_flight": args.max_in_flight,
             "db_pool": pool_size(args.max_in_flight),
             "partitions": 12,

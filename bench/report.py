@@ -22,7 +22,8 @@ def table(out: dict[str, Any]) -> str:
     lines = [
         f"\nmachine: {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}, "
         f"{m['platform']}",
-        f"setup: MAX_IN_FLIGHT={s['max_in_flight']} (DB pool {s['db_pool']}), "
+        f"setup: broker {s.get('broker', '?')}, MAX_IN_FLIGHT={s['max_in_flight']} "
+        f"(DB pool {s['db_pool']}), "
         f"{s['partitions']} partitions, {s['organizers']} organizers in {s['zoom_accounts']} "
         f"Zoom accounts ({s['plan']}), daily limit {s['daily_limit']}",
         "",

@@ -40,6 +40,7 @@ class Stack:
     dsn: str
     zoom: ZoomEmulator
     keys: str
+    broker: str = ""  # which broker (devservices.kafka Source): figures differ between them
     organizers: list[str] = field(default_factory=list)  # our user ids, round-robin over accounts
     zoom_user_of: dict[str, str] = field(default_factory=dict)
     account_of: dict[str, str] = field(default_factory=dict)
@@ -95,7 +96,7 @@ def stack() -> Iterator[Stack]:
         dsn = create_database(postgres.url, f"zoom_bench_{secrets.token_hex(3)}")
         migrations.apply(dsn)
         yield Stack(kafka.bootstrap_servers, kafka.supports_idempotence, dsn, zoom,
-                    f"bench:{generate_key()}")  # fmt: skip
+                    f"bench:{generate_key()}", broker=kafka.source)  # fmt: skip
 
 
 async def connect_users(stack: Stack, prefix: str, users: int, accounts: int) -> list[str]:

@@ -47,8 +47,19 @@ class KafkaService:
 
 @contextmanager
 def kafka_service() -> Iterator[KafkaService]:
+    """The broker of the order above; ``DEV_KAFKA=tansu`` or ``DEV_KAFKA=apache-kafka`` picks
+    a local one outright (to compare the two, as the benchmark's README figures do)."""
     explicit = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if explicit:
+    forced = os.environ.get("DEV_KAFKA", "")
+    if forced not in ("", "tansu", "apache-kafka"):
+        raise ValueError(f"DEV_KAFKA={forced!r}: expected tansu or apache-kafka")
+    if forced == "tansu":
+        with embedded_kafka() as service:
+            yield service
+    elif forced == "apache-kafka":
+        with local_kafka() as service:
+            yield service
+    elif explicit:
         idempotent = os.environ.get("KAFKA_ENABLE_IDEMPOTENCE", "true").lower() == "true"
         yield KafkaService(explicit, "env", supports_idempotence=idempotent)
     elif _process.docker_available():
