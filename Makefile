@@ -49,3 +49,10 @@ lock:
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# The chaos suite (tests/chaos, about 9 minutes): real worker processes while Postgres, the
+# broker and Zoom fail mid-stream, SIGKILLs during a backlog, 10,000 hostile messages. Not part
+# of `make test`; its fast tests (the fault proxy, the invariants) are.
+.PHONY: chaos
+chaos: $(STAMP)
+	$(BIN)/pytest -q -m chaos tests/chaos
