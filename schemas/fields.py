@@ -60,12 +60,31 @@ def _rfc3339(value: Any) -> datetime:
     if type(value) is str:  # the JSON case first: it is the hot path
         if _RFC3339.fullmatch(value):
             try:
-                return datetime.fromisoformat(value.upper())  # always a fixed offset
+                parsed = datetime.fromisoformat(value.upper())  # always a fixed offset
             except ValueError:  # 2025-02-30, or a leap second Python cannot hold
                 pass
+            else:
+                return _within_the_calendar(parsed)
     elif isinstance(value, datetime):
         return _as_on_the_wire(value)
     raise PydanticCustomError("rfc3339", "not an RFC 3339 time")
+
+
+def _within_the_calendar(value: datetime) -> datetime:
+    """``value``, whose instant in UTC must fall within years 1-9999.
+
+    An offset can move a valid local time past either end of the calendar: ``9999-12-31T22:00
+    -14:00`` is year 10000 in UTC, ``0001-01-01T00:30+14:00`` year 0. Python cannot hold such an
+    instant in UTC, Postgres stores it but cannot give it back to Python, and Zoom's UTC format
+    cannot spell it, so the contract refuses it here, naming the field.
+    """
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise PydanticCustomError(
+            "utc_out_of_range", "must fall within years 0001-9999 once moved to UTC"
+        ) from None
+    return value
 
 
 def _as_on_the_wire(value: datetime) -> datetime:
@@ -79,12 +98,10 @@ def _as_on_the_wire(value: datetime) -> datetime:
     offset = value.utcoffset()
     if offset is None:
         raise PydanticCustomError("rfc3339", "must have a UTC offset")
-    try:
-        if offset % timedelta(minutes=1):
-            return value.astimezone(UTC)  # RFC 3339 offsets have no seconds (zoneinfo's LMT does)
-        return value.replace(tzinfo=timezone(offset) if offset else UTC, fold=0)
-    except OverflowError:  # year 1 or 9999 moved past the end of the calendar
-        raise PydanticCustomError("rfc3339", "not an RFC 3339 time") from None
+    _within_the_calendar(value)
+    if offset % timedelta(minutes=1):
+        return value.astimezone(UTC)  # RFC 3339 offsets have no seconds (zoneinfo's LMT does)
+    return value.replace(tzinfo=timezone(offset) if offset else UTC, fold=0)
 
 
 def _iana(value: str) -> str:
@@ -132,7 +149,8 @@ Rfc3339Time = Annotated[
     PlainValidator(_rfc3339, json_schema_input_type=str),
     PlainSerializer(_isoformat, return_type=str, when_used="json"),
 ]
-"""A timezone-aware time, read only from RFC 3339 text (or an aware ``datetime`` in Python)."""
+"""A timezone-aware time, read only from RFC 3339 text (or an aware ``datetime`` in Python),
+whose instant falls within years 0001-9999 in UTC (JSON Schema cannot say so)."""
 
 IanaTimezone = Annotated[
     str,

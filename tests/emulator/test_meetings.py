@@ -46,6 +46,13 @@ def test_create_answers_per_the_openapi(api: httpx.Client, ana: EmulatedUser) ->
         assert created[key]
 
 
+def test_times_are_written_with_four_digit_years(api: httpx.Client) -> None:
+    created = _create(api, SCHEDULED | {"start_time": "0001-06-01T10:00:00Z"})
+    assert created["start_time"] == "0001-06-01T10:00:00Z"  # strftime("%Y") would write "1-06-01"
+    listed = api.get(f"/meetings/{created['id']}").json()
+    assert listed["start_time"] == "0001-06-01T10:00:00Z"
+
+
 def test_scheduled_without_start_time_silently_becomes_instant(api: httpx.Client) -> None:
     body = {k: v for k, v in SCHEDULED.items() if k != "start_time"}
     assert _create(api, body)["type"] == 1

@@ -25,6 +25,7 @@ EDGE_VALUES: list[Any] = [
     "\x00", "evt\x00", "\x00evt", "evt\n", "\nevt", "a\tb", "a\r\nb", "\x1f", "x\x7f", "\x0b",
     "a@b\n", "a@b\x00", "Europe/Berlin\n", "zoom\x00", "\x85", "a\x9fb",
     "2025-03-10T14:00:00Z\n", "2025-03-10T14:00:00Z\x00",
+    "9999-12-31T22:00:00-14:00", "0001-01-01T00:30:00+14:00",  # past the calendar in UTC
 ]  # fmt: skip
 
 

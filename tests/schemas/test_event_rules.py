@@ -187,6 +187,44 @@ def test_rfc3339_variants_are_accepted(value: str, expected: datetime) -> None:
     assert parse(created(occurred_at=value)).occurred_at == expected
 
 
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        pytest.param("9999-12-31T22:00:00-14:00", "9999-12-31T23:00:00-14:00", id="year-10000"),
+        pytest.param("0001-01-01T00:30:00+14:00", "0001-01-01T01:30:00+14:00", id="year-0"),
+    ],
+)
+def test_times_past_either_end_of_the_calendar_in_utc_are_refused(start: str, end: str) -> None:
+    # Valid RFC 3339, and valid dates where written; not once moved to UTC.
+    error = rejection(created(start=start, end=end))
+    assert (error.field, error.why) == (
+        "start",
+        "must fall within years 0001-9999 once moved to UTC",
+    )
+    assert [field for field, _ in error.problems] == ["start", "end"]
+    assert rejection(created(occurred_at=start)).field == "occurred_at"
+    assert rejection(created(**{"revision": 1, "occurred_at": start}), "deleted").field == (
+        "occurred_at"
+    )
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("9999-12-31T23:00:00Z", "9999-12-31T23:59:59Z"),
+        ("9999-12-31T23:00:00-00:59", "9999-12-31T23:00:30-00:59"),
+        ("0001-01-01T00:00:00Z", "0001-01-01T01:00:00+00:30"),
+        ("0001-06-01T10:00:00Z", "0001-06-01T11:00:00Z"),
+    ],
+)
+def test_the_first_and_last_instants_of_the_calendar_in_utc_are_accepted(
+    start: str, end: str
+) -> None:
+    event = parse(created(start=start, end=end))
+    assert event.start == datetime.fromisoformat(start)
+    assert event.start.astimezone(UTC).year in (1, 9999)
+
+
 def test_times_in_python_must_be_timezone_aware() -> None:
     fields = parse(created()).model_dump()
     with pytest.raises(ValidationError, match="must have a UTC offset"):

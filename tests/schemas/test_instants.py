@@ -178,5 +178,11 @@ def test_a_24_hour_wall_day_of_25_real_hours_is_too_long() -> None:
 def test_times_out_of_the_calendar_in_utc_are_refused_not_raised() -> None:
     # LMT offsets have seconds, so such a time goes to UTC, which year 1 cannot reach.
     early = datetime(1, 1, 1, tzinfo=ZoneInfo("Europe/Amsterdam"))
-    with pytest.raises(ValidationError, match="not an RFC 3339 time"):
+    with pytest.raises(ValidationError, match="must fall within years 0001-9999 once moved to UTC"):
         WIRE_TIME.validate_python(early)
+    # A whole-minute offset is kept as it is, but its instant must be in the calendar too.
+    late = datetime(9999, 12, 31, 22, tzinfo=timezone(timedelta(hours=-14)))
+    with pytest.raises(ValidationError, match="must fall within years 0001-9999 once moved to UTC"):
+        WIRE_TIME.validate_python(late)
+    last = late - timedelta(hours=13)  # 9999-12-31T23:00:00Z
+    assert WIRE_TIME.validate_python(last) == last

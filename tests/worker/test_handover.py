@@ -13,7 +13,7 @@ import itertools
 import json
 import signal
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -301,6 +301,12 @@ class MemorySession:
     async def save(self, link: Link) -> None:
         self.link = link
         self.saved.append(link)
+
+    async def hold_creates(self, hosts: Iterable[str]) -> None:
+        pass  # one event, one process: nothing to serialise
+
+    async def linked_elsewhere(self, meeting_ids: Collection[int]) -> frozenset[int]:
+        return frozenset()  # no other event
 
 
 def calendar(revision: int, organizer: str) -> SourceEvent:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -30,6 +30,7 @@ from worker.zoom import (
     ZoomUnavailable,
 )
 from worker.zoom.metrics import ZOOM_RETRIES
+from worker.zoom.models import zoom_time
 
 USER = "talivo-ana"
 CREATE = "POST /v2/users/{userId}/meetings"
@@ -312,3 +313,13 @@ async def test_retries_are_logged_without_the_token(
     assert events.count("zoom_retry") == 2 and events.count("zoom_token_rejected") == 1
     text = repr(logs)
     assert not [s for s in zoom.issued_secrets() if s in text]
+
+
+def test_zoom_time_is_utc_to_the_second_with_a_four_digit_year() -> None:
+    berlin = timezone(timedelta(hours=1))
+    assert zoom_time(datetime(2030, 1, 31, 10, 30, 5, 999999, tzinfo=berlin)) == (
+        "2030-01-31T09:30:05Z"
+    )
+    # strftime("%Y") writes year 1 as "1", a start time Zoom cannot read.
+    assert zoom_time(datetime(1, 6, 1, 10, 0, tzinfo=UTC)) == "0001-06-01T10:00:00Z"
+    assert zoom_time(datetime(999, 6, 1, 10, 0, tzinfo=UTC)) == "0999-06-01T10:00:00Z"

@@ -6,11 +6,21 @@ builds it from the link's stored host, or a handler from the create that made it
 another user's token. Only ``create_meeting`` uses the event's organizer; crash recovery looks
 among the meetings of the ``UnfinishedCreate``'s host. Handlers never call ``Step.meetings``
 directly (``tests/worker/test_handover.py`` checks).
+
+A meeting belongs to at most one event. Zoom cannot say which event a meeting was made for (two
+events booked alike, "twins", get meetings it cannot tell apart), so the worker makes sure that
+the meetings crash recovery finds are all leftovers of crashed creates: ``create_meeting`` and
+``find_crashed_creates`` hold the host's creates (``LinkSession.hold_creates``) until the guard
+ends, by which time the link naming the new or adopted meeting is stored, and recovery skips
+every meeting another event's link names. A leftover may be a twin's rather than this event's own;
+adopting or deleting it is still right, since the twin's own recovery then finds it gone and
+creates anew. The unique index on ``event_links.zoom_meeting_id`` backs this up.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -80,8 +90,19 @@ def with_meeting(link: Link, meeting: Meeting, wanted: Wanted, host: str) -> Lin
     )
 
 
+async def hold_creates(step: Step, hosts: Iterable[str]) -> None:
+    """Hold these hosts' creates until the guard ends: for a step that needs several hosts'
+    (take them all at once; ``create_meeting`` and ``find_crashed_creates`` take their own)."""
+    await step.session.hold_creates(hosts)
+
+
 async def create_meeting(step: Step, wanted: Wanted) -> Meeting:
-    """A new meeting for ``wanted``, with the token of the event's organizer, who hosts it."""
+    """A new meeting for ``wanted``, with the token of the event's organizer, who hosts it.
+
+    The organizer's creates are held from here until the guard ends: no other event's recovery
+    can take the new meeting for a leftover before this event's link names it.
+    """
+    await step.session.hold_creates((step.organizer,))
     return await step.meetings.create_meeting(step.organizer, spec_of(wanted))
 
 
@@ -108,11 +129,17 @@ async def find_crashed_creates(
     step: Step, unfinished: UnfinishedCreate, intent: Link
 ) -> list[Found]:
     """Meetings a crashed attempt made for ``intent``, oldest first, listed with the token of
-    the host whose create it was."""
+    the host whose create it was: the host's meetings that match the intent (title, start, made
+    since it), but for those another event's link names.
+
+    The host's creates are held from here until the guard ends, so none of these is a meeting
+    another event is making right now: each is a crashed create's, this event's or a twin's.
+    """
     if intent.creating_since is None or intent.start_time is None:
         return []
+    await step.session.hold_creates((unfinished.host,))
     since = intent.creating_since - RECOVERY_SKEW
-    found = [
+    matching = [
         m
         for m in await step.meetings.list_scheduled_meetings(unfinished.host)
         if m.topic == intent.title
@@ -120,6 +147,8 @@ async def find_crashed_creates(
         and m.start_time == intent.start_time
         and (m.created_at is None or m.created_at >= since)
     ]
+    taken = await step.session.linked_elsewhere([m.id for m in matching])
+    found = [m for m in matching if m.id not in taken]
     found.sort(key=lambda m: (m.created_at or since, m.id))
     return [Found(HostedMeeting(m.id, unfinished.host), m) for m in found]
 

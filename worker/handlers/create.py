@@ -13,7 +13,7 @@ from worker.handlers.base import (
     with_meeting,
 )
 from worker.pipeline.decision import Create, HostedMeeting, UnfinishedCreate, Wanted
-from worker.pipeline.links import Link
+from worker.pipeline.links import Link, MeetingTaken
 from worker.zoom.models import Meeting, MeetingPatch
 
 
@@ -64,12 +64,27 @@ async def make_meeting(
 
 
 async def _adopt(step: Step, intent: Link, wanted: Wanted) -> Meeting | None:
-    """Reuse the oldest meeting a crashed attempt made, delete any extra, bring it up to date."""
+    """Reuse the oldest meeting a crashed attempt made, delete any extra, bring it up to date.
+
+    The meeting is claimed before it is touched: the intent is stored naming it. When another
+    event's link names it by then (``MeetingTaken``; only a worker that does not hold the host's
+    creates could have got there first), it is not ours: neither patched nor deleted, and the
+    next one is tried; with none left, the caller creates one.
+    """
     # Recovery is decided only for the organizer's own intent: the meetings are theirs.
     found = await find_crashed_creates(step, UnfinishedCreate(step.organizer), intent)
-    if not found:
+    for n, candidate in enumerate(found):
+        claim = intent.evolve(
+            zoom_meeting_id=candidate.summary.id, zoom_host_id=candidate.summary.host_id
+        )
+        try:
+            await step.session.save(claim)
+        except MeetingTaken:
+            continue
+        keep, extras = candidate, found[n + 1 :]
+        break
+    else:
         return None
-    keep, extras = found[0], found[1:]
     for extra in extras:
         await delete_meeting(step, extra.meeting)
     patch = MeetingPatch(

@@ -31,7 +31,14 @@ from __future__ import annotations
 from structlog.stdlib import get_logger
 
 from schemas import LinkedAction, ReplacedMeeting
-from worker.handlers.base import Applied, Step, delete_meeting, find_crashed_creates, with_meeting
+from worker.handlers.base import (
+    Applied,
+    Step,
+    delete_meeting,
+    find_crashed_creates,
+    hold_creates,
+    with_meeting,
+)
 from worker.handlers.create import make_meeting
 from worker.pipeline import metrics
 from worker.pipeline.decision import Handover, HostedMeeting, UnfinishedCreate
@@ -44,6 +51,9 @@ log = get_logger("worker.handlers.handover")
 async def handover(decision: Handover, step: Step) -> Applied:
     link = step.base_link()
     if decision.abandoned is not None:
+        # Both hosts' creates in one go (the organizer's for step 3), so two handovers between
+        # the same two hosts take them in the same order.
+        await hold_creates(step, (step.organizer, decision.abandoned.host))
         await _drop_unfinished(step, decision.abandoned, link)
     intent, meeting = await make_meeting(
         step, link, decision.wanted, recover=decision.recover, replacing=decision.old

@@ -3,19 +3,29 @@
 Contract of ``LinkStore.guard``: it yields a ``LinkSession`` holding exclusive rights to one
 event id across every worker process (a Postgres advisory lock on a dedicated connection). It
 may block while another holder works on the same event; the lock dies with the connection, so a
-crashed worker never leaves an event locked. ``save`` commits at once (autocommit): a write is
+crashed worker never leaves an event locked. When the guard ends, whichever way (the body
+raised, the first read of the link failed, the task was cancelled, even while waiting for the
+lock), every lock it took is released, or else the connection is closed, which releases them
+too: no pooled connection ever keeps a lock. ``save`` commits at once (autocommit): a write is
 durable before the caller goes on to the next side effect.
+
+A Zoom meeting belongs to at most one event: two links never name the same meeting (a unique
+index, migration 0005); ``save`` raises ``MeetingTaken`` instead. ``hold_creates`` serialises,
+per host, making meetings and looking for those crashed creates made (see
+``worker.handlers.base.find_crashed_creates``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal, Protocol
 
 from psycopg import AsyncConnection
+from psycopg.errors import UniqueViolation
+from psycopg.pq import TransactionStatus
 from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -58,12 +68,33 @@ class Link:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
+class MeetingTaken(Exception):
+    """A link was to name a meeting another event's link already names; nothing was stored."""
+
+    def __init__(self, event_id: str, meeting_id: int | None) -> None:
+        super().__init__(f"meeting {meeting_id} is already linked to another event")
+        self.event_id, self.meeting_id = event_id, meeting_id
+
+
 class LinkSession(Protocol):
     async def get(self) -> Link | None:
         """The stored link of the guarded event, or None."""
 
     async def save(self, link: Link) -> None:
-        """Insert or replace the guarded event's link; durable when this returns."""
+        """Insert or replace the guarded event's link; durable when this returns.
+
+        ``MeetingTaken`` (and nothing stored) when ``link.zoom_meeting_id`` is another event's.
+        """
+
+    async def hold_creates(self, hosts: Iterable[str]) -> None:
+        """Exclusive rights, across processes and until the guard ends, to make meetings with
+        these hosts' tokens and to look among their meetings for crashed creates. Taken in a
+        fixed order; take every host a step needs in one call (a later call may deadlock with
+        another step, which Postgres breaks by failing one of them). May block meanwhile."""
+
+    async def linked_elsewhere(self, meeting_ids: Collection[int]) -> frozenset[int]:
+        """Those of ``meeting_ids`` that another event's link names (as its meeting, or as the
+        earlier meeting of a handover under way)."""
 
 
 class LinkStore(Protocol):
@@ -73,6 +104,18 @@ class LinkStore(Protocol):
 
 _COLUMNS = tuple(Link.__dataclass_fields__)
 
+# Advisory lock keys: hashtextextended(text, seed); one seed per kind of thing locked.
+_EVENT_SEED = 7
+_HOST_SEED = 8
+_UNIQUE_MEETING = "event_links_zoom_meeting_id"  # migrations/sql/0005_one_event_per_meeting.sql
+
+# Lock and first read in one round trip: the read happens once the lock is held.
+_LOCK_AND_LOAD = (
+    f"SELECT {', '.join('l.' + c for c in _COLUMNS)} FROM "
+    f"(SELECT pg_advisory_lock(hashtextextended(%s, {_EVENT_SEED}))) AS locked "
+    "LEFT JOIN event_links l ON l.event_id = %s"
+)
+
 
 class PostgresLinkStore:
     def __init__(self, pool: AsyncConnectionPool[AsyncConnection]) -> None:
@@ -81,22 +124,40 @@ class PostgresLinkStore:
     @asynccontextmanager
     async def guard(self, event_id: str) -> AsyncIterator[LinkSession]:
         async with self._pool.connection() as conn:
-            await conn.set_autocommit(True)
-            # Lock and first read in one round trip: the read happens once the lock is held.
-            cursor = await conn.execute(
-                f"SELECT {', '.join('l.' + c for c in _COLUMNS)} FROM "
-                "(SELECT pg_advisory_lock(hashtextextended(%s, 7))) AS locked "
-                "LEFT JOIN event_links l ON l.event_id = %s",
-                (event_id, event_id),
-            )
-            row = await cursor.fetchone()
-            first = Link(*row) if row is not None and row[0] is not None else None
             try:
+                await conn.set_autocommit(True)
+                cursor = await conn.execute(_LOCK_AND_LOAD, (event_id, event_id))
+                # Reading the row can fail after the lock is taken (a value Python cannot hold):
+                # inside the try, so the lock is released all the same.
+                row = await cursor.fetchone()
+                first = Link(*row) if row is not None and row[0] is not None else None
                 yield _PostgresSession(conn, event_id, first)
             finally:
-                await conn.execute(
-                    "SELECT pg_advisory_unlock(hashtextextended(%s, 7))", (event_id,)
-                )
+                await _release(conn)
+
+
+async def _release(conn: AsyncConnection) -> None:
+    """Release every advisory lock ``conn`` holds, or close it when that cannot be done for
+    certain: the locks die with the server session, and the pool replaces a closed connection.
+
+    Only an idle connection is unlocked (psycopg cancels and drains a query interrupted by
+    cancellation; should that fail, the connection is already closed or in an unknown state).
+    ``pg_advisory_unlock_all`` also covers a lock whose query was cancelled just as it was
+    granted, and the hosts' locks. A failure to unlock closes the connection and is not raised
+    (it would hide the body's own error); a cancellation meanwhile closes it and propagates.
+    """
+    if conn.closed:
+        return
+    if conn.pgconn.transaction_status != TransactionStatus.IDLE:
+        await conn.close()
+        return
+    try:
+        await conn.execute("SELECT pg_advisory_unlock_all()")
+    except Exception:
+        await conn.close()
+    except BaseException:
+        await conn.close()
+        raise
 
 
 class _PostgresSession:
@@ -105,6 +166,7 @@ class _PostgresSession:
         self._event_id = event_id
         self._first: Link | None = first
         self._fresh = True  # ``first`` was read under the lock and nothing was saved since
+        self._hosts: set[str] = set()  # hosts whose creates this session holds
 
     async def get(self) -> Link | None:
         if self._fresh:
@@ -123,8 +185,33 @@ class _PostgresSession:
         names = ", ".join(_COLUMNS)
         marks = ", ".join(["%s"] * len(_COLUMNS))
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS if c != "event_id")
-        await self._conn.execute(
-            f"INSERT INTO event_links ({names}, updated_at) VALUES ({marks}, now()) "
-            f"ON CONFLICT (event_id) DO UPDATE SET {updates}, updated_at = now()",
-            tuple(getattr(link, c) for c in _COLUMNS),
+        try:
+            await self._conn.execute(
+                f"INSERT INTO event_links ({names}, updated_at) VALUES ({marks}, now()) "
+                f"ON CONFLICT (event_id) DO UPDATE SET {updates}, updated_at = now()",
+                tuple(getattr(link, c) for c in _COLUMNS),
+            )
+        except UniqueViolation as exc:
+            if exc.diag.constraint_name == _UNIQUE_MEETING:
+                raise MeetingTaken(link.event_id, link.zoom_meeting_id) from exc
+            raise
+
+    async def hold_creates(self, hosts: Iterable[str]) -> None:
+        # Sorted: two steps that each need the same two hosts take them in the same order.
+        for host in sorted(set(hosts) - self._hosts):
+            await self._conn.execute(
+                f"SELECT pg_advisory_lock(hashtextextended(%s, {_HOST_SEED}))", (host,)
+            )
+            self._hosts.add(host)
+
+    async def linked_elsewhere(self, meeting_ids: Collection[int]) -> frozenset[int]:
+        if not meeting_ids:
+            return frozenset()
+        cursor = await self._conn.execute(
+            "SELECT zoom_meeting_id FROM event_links"
+            " WHERE zoom_meeting_id = ANY(%(ids)s::bigint[]) AND event_id <> %(event)s"
+            " UNION SELECT replaced_meeting_id FROM event_links"
+            " WHERE replaced_meeting_id = ANY(%(ids)s::bigint[]) AND event_id <> %(event)s",
+            {"ids": list(meeting_ids), "event": self._event_id},
         )
+        return frozenset(row[0] for row in await cursor.fetchall())

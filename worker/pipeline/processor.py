@@ -4,7 +4,9 @@ Order of side effects for a record, each durable before the next: the link guard
 intent is stored before Zoom may create anything; Zoom is called; the link and the result are
 stored together; the result is published; the caller (the engine) commits the offset. A crash
 between any two of these is repaired on redelivery: the stored intent finds a meeting a crashed
-create made, and a stored result is published again under the same ``message_id``.
+create made, and a stored result is published again under the same ``message_id``. A link that
+would name another event's meeting is refused (``MeetingTaken``); the attempt fails, and its
+retry recovers from the intent still stored, leaving that meeting to the other event.
 """
 
 from __future__ import annotations

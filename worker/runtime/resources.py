@@ -34,6 +34,14 @@ def stop_on_signals(stop: asyncio.Event | None = None) -> asyncio.Event:
 RECONNECT_SECONDS = 10.0
 
 
+async def in_utc(conn: AsyncConnection) -> None:
+    """Each new connection's session in UTC. psycopg reads a ``timestamptz`` back in the
+    session's zone, and the contract keeps instants within years 0001-9999 in UTC only: read
+    in a zone west of UTC, ``0001-01-01T03:00:00Z`` would be year 0, which Python cannot hold."""
+    await conn.execute("SET TIME ZONE 'UTC'")
+    await conn.commit()  # the pool wants its connections idle
+
+
 async def open_pool(
     stack: AsyncExitStack, settings: ServiceSettings, max_size: int, *, wait_seconds: float = 30.0
 ) -> Pool:
@@ -47,6 +55,7 @@ async def open_pool(
         max_size=max_size,
         timeout=wait_seconds,
         reconnect_timeout=RECONNECT_SECONDS,
+        configure=in_utc,
         open=False,
     )
     await pool.open()

@@ -32,8 +32,13 @@ def _check_duration(value: int | None) -> None:
 
 
 def zoom_time(value: datetime) -> str:
-    """Zoom's UTC form, ``2030-01-31T09:30:00Z``."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Zoom's UTC form, ``2030-01-31T09:30:00Z``; the year always has four digits.
+
+    ``strftime("%Y")`` writes year 1 as ``1``, so ``isoformat`` spells it. The contract
+    (``schemas.fields``) keeps every instant within years 0001-9999 in UTC, so the move to UTC
+    cannot overflow.
+    """
+    return value.astimezone(UTC).replace(tzinfo=None, microsecond=0).isoformat() + "Z"
 
 
 def parse_time(value: Any) -> datetime | None:

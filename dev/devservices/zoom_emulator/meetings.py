@@ -16,7 +16,8 @@ AGENDA_MAX = 2000
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Not strftime: its "%Y" writes year 1 as "1"; isoformat always writes four digits.
+    return moment.astimezone(UTC).replace(tzinfo=None, microsecond=0).isoformat() + "Z"
 
 
 def _validation(field: str, message: str) -> Refusal:
