@@ -271,25 +271,12 @@ class KafkaBroker:
         self._jsa_tmp = None
 
 
-@contextmanager
-def apache_kafka(
-    *, keep_logs_dir: str | None = None, version: str = DEFAULT_VERSION
-) -> Iterator[KafkaBroker]:
-    """Run a fresh broker in a temp dir; stop it and delete the dir on exit."""
-    lib = resolve(version)
-    tmp = Path(tempfile.mkdtemp(prefix="apache-kafka-"))
-    port, controller = _free_ports()
-    data = tmp / "data"
-    data.mkdir()
-    (tmp / "log4j2.xml").write_text(_LOG4J2)
-    props = {
+def single_node_properties(data: Path, controller: int) -> dict[str, str]:
+    """server.properties of a one-node KRaft cluster tuned for tests, listeners aside."""
+    return {
         "process.roles": "broker,controller",
         "node.id": "1",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller}",
         "log.dirs": str(data),
         "num.partitions": "1",
@@ -307,6 +294,26 @@ def apache_kafka(
         # times out (default 9 s): shorten it so kill + start is quick
         "broker.heartbeat.interval.ms": "500",
         "broker.session.timeout.ms": "3000",
+    }
+
+
+@contextmanager
+def apache_kafka(
+    *, keep_logs_dir: str | None = None, version: str = DEFAULT_VERSION
+) -> Iterator[KafkaBroker]:
+    """Run a fresh broker in a temp dir; stop it and delete the dir on exit."""
+    lib = resolve(version)
+    tmp = Path(tempfile.mkdtemp(prefix="apache-kafka-"))
+    port, controller = _free_ports()
+    data = tmp / "data"
+    data.mkdir()
+    (tmp / "log4j2.xml").write_text(_LOG4J2)
+    props = {
+        **single_node_properties(data, controller),
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
     }
     (tmp / "server.properties").write_text("".join(f"{k}={v}\n" for k, v in props.items()))
     broker = KafkaBroker(f"127.0.0.1:{port}", str(data), str(tmp / "server.log"), lib_dir=lib)

@@ -44,7 +44,7 @@ import psycopg
 from devservices import KafkaService
 from devservices import postgres as pg
 from devservices._process import free_port, spawn
-from devservices.apache_kafka import KafkaBroker, java_available, resolve
+from devservices.apache_kafka import KafkaBroker, java_available, resolve, single_node_properties
 from devservices.faultproxy import FaultProxy
 
 _LOG4J2 = """<Configuration status="WARN" shutdownHook="disable"><Appenders>
@@ -90,27 +90,12 @@ def proxied_kafka() -> Iterator[ProxiedKafka]:
     worker_port, direct_port, controller = free_port(), free_port(), free_port()
     proxy = FaultProxy("127.0.0.1", worker_port, name="kafka-proxy").start()
     props = {
-        "process.roles": "broker,controller",
-        "node.id": "1",
+        **single_node_properties(data, controller),
         "listeners": f"WORKER://127.0.0.1:{worker_port},DIRECT://127.0.0.1:{direct_port},"
         f"CONTROLLER://127.0.0.1:{controller}",
         "advertised.listeners": f"WORKER://{proxy.address},DIRECT://127.0.0.1:{direct_port}",
-        "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "DIRECT",
         "listener.security.protocol.map": "WORKER:PLAINTEXT,DIRECT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller}",
-        "log.dirs": str(data),
-        "num.partitions": "1",
-        "auto.create.topics.enable": "false",
-        "offsets.topic.num.partitions": "1",
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.num.partitions": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "group.initial.rebalance.delay.ms": "0",
-        "group.min.session.timeout.ms": "500",
-        "broker.heartbeat.interval.ms": "500",
-        "broker.session.timeout.ms": "3000",
     }
     (tmp / "server.properties").write_text("".join(f"{k}={v}\n" for k, v in props.items()))
     broker = KafkaBroker(

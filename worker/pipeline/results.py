@@ -114,20 +114,7 @@ def invalid(
     ids: SalvagedIds, source_id: str, kind: EventKind | None, now: datetime
 ) -> MeetingFailed:
     """For a source that broke the contract, with whatever ids could be read from it."""
-    assert ids.event_id is not None
-    return MeetingFailed(
-        message_id=result_message_id(source_id),
-        correlation_id=source_id,
-        event_id=ids.event_id,
-        revision=ids.revision,
-        organizer_user_id=ids.organizer_user_id,
-        action=ACTION_BY_KIND[kind] if kind else None,
-        reason=FailureReason.INVALID_EVENT,
-        message=FailureReason.INVALID_EVENT.sentence,
-        retryable=False,
-        attempts=1,
-        failed_at=now,
-    )
+    return _unprocessed(ids, source_id, kind, FailureReason.INVALID_EVENT, False, 1, now)
 
 
 def answer_for(event: SourceEvent, link: Link, linked_topic: str) -> bytes:
@@ -167,7 +154,22 @@ def failed_action(decision: Decision) -> FailedAction:
 def processing_error(
     ids: SalvagedIds, source_id: str, kind: EventKind | None, attempts: int, now: datetime
 ) -> MeetingFailed:
-    """For a source the worker failed on every time it tried (parked for ``dlq replay``)."""
+    """For a source the worker failed on every time it tried (parked for ``dlq replay``); a
+    replay, or the event saved again, may well succeed."""
+    reason = FailureReason.PROCESSING_ERROR
+    return _unprocessed(ids, source_id, kind, reason, True, attempts, now)
+
+
+def _unprocessed(
+    ids: SalvagedIds,
+    source_id: str,
+    kind: EventKind | None,
+    reason: FailureReason,
+    retryable: bool,
+    attempts: int,
+    now: datetime,
+) -> MeetingFailed:
+    """A failure for a source that never reached a decision: only salvaged ids are known."""
     assert ids.event_id is not None
     return MeetingFailed(
         message_id=result_message_id(source_id),
@@ -176,9 +178,9 @@ def processing_error(
         revision=ids.revision,
         organizer_user_id=ids.organizer_user_id,
         action=ACTION_BY_KIND[kind] if kind else None,
-        reason=FailureReason.PROCESSING_ERROR,
-        message=FailureReason.PROCESSING_ERROR.sentence,
-        retryable=True,  # a replay, or the event saved again, may well succeed
+        reason=reason,
+        message=reason.sentence,
+        retryable=retryable,
         attempts=attempts,
         failed_at=now,
     )
