@@ -13,6 +13,12 @@ $(STAMP): pyproject.toml dev/pyproject.toml constraints.txt
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null; \
 	  else echo "notice: no Java 17+/Maven: the dev broker will be Tansu, not Apache Kafka"; fi; }
+	@# The browser tests (tests/browser) drive Debian's Chromium through Playwright (whose own
+	@# browser download is not used); without it they skip, and fail under CI=true.
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "notice: no chromium: the browser tests (tests/browser) will skip"; fi; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]' -e ./dev
@@ -56,3 +62,16 @@ clean:
 .PHONY: chaos
 chaos: $(STAMP)
 	$(BIN)/pytest -q -m chaos tests/chaos
+
+# Known vulnerabilities in every pinned dependency (constraints.txt: production and dev), from
+# PyPI's advisories (AUDIT_SERVICE=osv for osv.dev). Not part of `make test`: it needs that
+# database online. constraints.txt pins everything, so nothing is resolved or installed
+# (--no-deps --disable-pip); --strict fails when a package could not be audited, instead of
+# reporting "no known vulnerabilities" about packages it never checked. AUDIT_FLAGS adds
+# pip-audit options (tests/security/test_audit.py points --osv-url at a local stand-in).
+AUDIT_SERVICE ?= pypi
+AUDIT_FLAGS ?=
+.PHONY: audit
+audit: $(STAMP)
+	$(BIN)/pip-audit --requirement constraints.txt --no-deps --disable-pip --strict \
+	  --vulnerability-service $(AUDIT_SERVICE) --progress-spinner off $(AUDIT_FLAGS)

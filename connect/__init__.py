@@ -7,8 +7,10 @@
 - ``POST /zoom/webhook``           -> Zoom's signed webhooks (URL validation, app_deauthorized)
 - ``/healthz``, ``/readyz``, ``/openapi.json``
 
-Modules: ``tickets`` (the signed ticket format), ``return_urls`` (the allow list), ``state``
-(single-use OAuth states and ticket nonces in Postgres), ``webhook`` (signature checks),
-``pages`` (error answers), ``openapi`` (the document), ``app`` (routes and wiring), ``errors``.
+Modules: ``tickets`` (the ticket format: HS256 JWTs), ``return_urls`` (the allow list),
+``state`` (single-use OAuth states and ticket ids in Postgres), ``webhook`` (signature checks),
+``deliveries`` (webhook deliveries already acted on, in Postgres), ``pages`` (error answers),
+``openapi`` (the document), ``app`` (routes and wiring), ``errors``,
+``revoker`` (the loop retrying revokes Zoom is owed, ``token_store.revokes``), ``server``.
 This package imports nothing heavy at import time: ``worker.runtime.config`` uses ``return_urls``.
 """

@@ -11,7 +11,13 @@ Contracts:
   issued gets a 400 page (there is nowhere safe to send the browser).
 - ``/zoom/disconnect`` (ticket in ``Authorization: Bearer`` or a form field ``ticket``) is 204
   whether or not a connection existed; the ticket itself is single use.
-- ``/zoom/webhook`` answers only signed, fresh requests.
+- ``/zoom/webhook`` answers only signed, fresh requests, and acts on each signed delivery once:
+  a replay while its timestamp is still fresh is answered 200 ``{"status": "duplicate"}`` and
+  changes nothing (``deliveries.DeliveryLog``; a delivery whose action failed is forgotten, so
+  Zoom's retry acts). URL validation changes nothing and is answered every time. An
+  ``app_deauthorized`` deletes the Zoom user's connections made at or before its
+  ``deauthorization_time``; one made after it (the user came back) is kept and logged
+  (``Connections.deauthorize``).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from starlette.routing import Route
 from structlog.stdlib import get_logger
 
 from connect import webhook
+from connect.deliveries import DeliveryLog
 from connect.errors import ReturnUrlRefused, StateUnknown, WebError, WebhookMalformed
 from connect.openapi import document
 from connect.pages import error_response
@@ -40,6 +47,7 @@ from connect.tickets import MAX_TICKET_CHARS, Ticket, read_ticket
 from token_store import (
     AccountInactive,
     ConnectionStatus,
+    Deauthorized,
     MissingPermissions,
     TokenServiceUnavailable,
     TokenStoreError,
@@ -73,7 +81,7 @@ class Connections(Protocol):
 
     async def disconnect(self, user_id: str) -> bool: ...
 
-    async def disconnect_zoom_user(self, zoom_user_id: str) -> int: ...
+    async def deauthorize(self, zoom_user_id: str, deauthorized_at: datetime) -> Deauthorized: ...
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,7 @@ def create_app(
     config: WebConfig,
     connections: Connections,
     states: StateStore,
+    deliveries: DeliveryLog,
     *,
     checks: Mapping[str, Check] | None = None,
     clock: Callable[[], float] = time.time,
@@ -203,12 +212,28 @@ def create_app(
         if event.event == "endpoint.url_validation":
             return JSONResponse(webhook.url_validation_answer(config.webhook_secret, event.payload))
         if event.event == "app_deauthorized":
-            zoom_user_id = webhook.deauthorized_user(event.payload)
-            deleted = await connections.disconnect_zoom_user(zoom_user_id)
-            log.info("zoom_webhook.deauthorized", zoom_user_id=zoom_user_id, deleted=deleted)
-            return JSONResponse({"status": "ok", "deleted": deleted})
+            return await deauthorized(event, webhook.deauthorization(event.payload))
         log.info("zoom_webhook.ignored", event_type=event.event[:64])
         return JSONResponse({"status": "ignored"})
+
+    async def deauthorized(
+        event: webhook.WebhookEvent, deauth: webhook.Deauthorization
+    ) -> Response:
+        if not await deliveries.claim(event, now()):
+            log.info("zoom_webhook.duplicate", event_type=event.event, signed_at=event.signed_at)
+            return JSONResponse({"status": "duplicate"})
+        try:
+            done = await connections.deauthorize(deauth.zoom_user_id, deauth.at)
+        except BaseException:
+            await deliveries.release(event)  # Zoom retries a failed delivery: let it act then
+            raise
+        log.info(
+            "zoom_webhook.deauthorized",
+            zoom_user_id=deauth.zoom_user_id,
+            deleted=done.deleted,
+            kept=done.kept,
+        )
+        return JSONResponse({"status": "ok", "deleted": done.deleted, "kept": done.kept})
 
     async def openapi(_: Request) -> Response:
         return JSONResponse(document())

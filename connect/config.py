@@ -25,6 +25,7 @@ class ConnectSettings(ServiceSettings):
     EXAMPLES: ClassVar[dict[str, str]] = {
         **EXAMPLES,
         "SERVE_PORT": "8000",
+        "SERVE_METRICS_PORT": "8081",
         "CONNECT_TICKET_SECRET": "<32+ random bytes, base64; shared with Talivo's backend>",
         "CONNECT_RETURN_URL_ALLOWLIST": "https://app.talivo.com/settings/,https://talivo.com",
         "ZOOM_WEBHOOK_SECRET_TOKEN": "<from the Zoom app's Feature page>",
@@ -42,6 +43,9 @@ class ConnectSettings(ServiceSettings):
     }
 
     serve_port: int = Field(8000, alias="SERVE_PORT", ge=0, le=65535)
+    # /metrics (and /healthz, /readyz) on a port of its own, not SERVE_PORT's public face;
+    # unset: no such listener.
+    serve_metrics_port: int | None = Field(None, alias="SERVE_METRICS_PORT", ge=0, le=65535)
     connect_ticket_secret: SecretStr | None = Field(None, alias="CONNECT_TICKET_SECRET")
     connect_return_url_allowlist: str = Field("", alias="CONNECT_RETURN_URL_ALLOWLIST")
     zoom_webhook_secret_token: SecretStr | None = Field(None, alias="ZOOM_WEBHOOK_SECRET_TOKEN")

@@ -5,11 +5,13 @@ a code, a signature) is ever echoed back or logged.
     WebError                      .status, .code
     ├── TicketError               400 unless noted: a connect/disconnect ticket is unusable
     │   ├── TicketMissing         ticket_missing
-    │   ├── TicketMalformed       ticket_malformed: not three dot-separated base64url parts
-    │   ├── TicketBadSignature    ticket_invalid: HMAC does not match (tampered, other secret)
+    │   ├── TicketMalformed       ticket_malformed: not a JWT, a claim missing or misshapen,
+    │   │                         longer than an hour, or issued in the future
+    │   ├── TicketBadSignature    ticket_invalid: not HS256, or the HMAC does not match
+    │   │                         (tampered, other secret)
     │   ├── TicketExpired         ticket_expired
-    │   ├── TicketWrongPurpose    ticket_wrong_purpose: a connect ticket used to disconnect
-    │   ├── TicketReplayed        409 ticket_used: its nonce was presented before
+    │   ├── TicketWrongPurpose    ticket_wrong_purpose: its aud is not this route's purpose
+    │   ├── TicketReplayed        409 ticket_used: its jti was presented before
     │   └── ReturnUrlRefused      ticket_return_url_refused: off CONNECT_RETURN_URL_ALLOWLIST
     ├── StateUnknown              400 state_invalid: a callback whose state we never issued
     └── WebhookRefused            401 unless noted

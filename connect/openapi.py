@@ -23,7 +23,8 @@ _REDIRECT = {
 }
 _TICKET = {
     "type": "string",
-    "description": "v1.<base64url payload>.<base64url HMAC-SHA256>; see connect/tickets.py",
+    "description": "a JWT signed with HS256 (sub, aud, return_url, iat, exp, jti); see "
+    "connect/tickets.py",
 }
 
 

@@ -1,8 +1,10 @@
 """``zoom-worker serve``: the connect app with its database pool, HTTP client and token store.
 
 Listens on ``SERVE_PORT`` with the routes of ``connect.app`` plus ``/healthz`` and ``/readyz``
-(database reachable); SIGTERM/SIGINT stop it after in-flight requests finish. It needs the
-tables of ``zoom-worker migrate`` (0003_connect_state).
+(database reachable), and on ``SERVE_METRICS_PORT``, when set, with ``/metrics`` beside those
+two. Runs the revoke loop (``connect.revoker``) until it stops. SIGTERM/SIGINT stop it after
+in-flight requests finish. It needs the tables of ``zoom-worker migrate`` (0003_connect_state,
+0007_webhook_deliveries, 0008_revoke_outbox).
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from structlog.stdlib import get_logger
 
 from connect.app import WebConfig, create_app
 from connect.config import ConnectSettings
+from connect.deliveries import DeliveryLog
 from connect.return_urls import ReturnUrlAllowlist
+from connect.revoker import revoking
 from connect.state import StateStore
-from worker.runtime.health import serving
+from worker.runtime.health import health_app, serving
 from worker.runtime.http import http_client
 from worker.runtime.resources import database_ready, open_pool, stop_on_signals, token_store
 
@@ -41,12 +45,20 @@ async def serve(settings: ConnectSettings, stop: asyncio.Event | None = None) ->
     async with AsyncExitStack() as stack:
         pool = await open_pool(stack, settings, 16)
         http = await stack.enter_async_context(http_client())
+        store = token_store(settings, pool, http)
+        checks = {"database": lambda: database_ready(pool)}
         app = create_app(
             web_config(settings),
-            token_store(settings, pool, http),
+            store,
             StateStore(pool),
-            checks={"database": lambda: database_ready(pool)},
+            DeliveryLog(pool),
+            checks=checks,
         )
+        # Stopped before the HTTP client and the pool it uses (the stack unwinds in reverse).
+        await stack.enter_async_context(revoking(store.revokes))
+        if settings.serve_metrics_port is not None:
+            metrics = health_app(checks)
+            await stack.enter_async_context(serving(metrics, settings.serve_metrics_port))
         await stack.enter_async_context(serving(app, settings.serve_port))
         log.info("serve started", port=settings.serve_port)
         await stop.wait()

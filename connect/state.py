@@ -3,7 +3,8 @@
 Every web replica shares them, so a ticket or a state works exactly once whichever replica
 sees it. ``now`` is always passed in (the app's clock), never read here.
 
-- ``use_nonce``: records a ticket's nonce; a second presentation raises ``TicketReplayed``.
+- ``use_nonce``: records a ticket's nonce (its JWT ``jti``); a second presentation raises
+  ``TicketReplayed``.
 - ``begin``: uses the ticket's nonce and stores a fresh state bound to that ticket (user,
   return URL, nonce) with its PKCE verifier, in one transaction.
 - ``finish``: marks a state used and returns it; a second call finds it ``used``. Rows are kept

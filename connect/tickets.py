@@ -1,34 +1,36 @@
 """Connect and disconnect tickets: Talivo's backend vouches for a user for a few minutes.
 
-Format (version 1)::
+A ticket is a JWT (RFC 7519) signed with HS256 and ``CONNECT_TICKET_SECRET``. Claims, all
+required::
 
-    v1.<payload>.<signature>
+    sub         the Talivo user id (1-200 printable characters)
+    aud         the purpose: "connect" or "disconnect" (a single string)
+    return_url  where the browser goes back to (must be on CONNECT_RETURN_URL_ALLOWLIST)
+    iat         issued at, Unix seconds (an integer)
+    exp         expiry, Unix seconds (an integer), at most MAX_TTL_SECONDS after iat
+    jti         16-64 base64url characters, unique per ticket (accepted once)
 
-    payload   = base64url(JSON, no padding), compact, keys:
-                  "u": the Talivo user id (1-200 characters)
-                  "r": the return URL (must be on CONNECT_RETURN_URL_ALLOWLIST)
-                  "e": expiry, Unix seconds (at most MAX_TTL_SECONDS ahead)
-                  "n": nonce, 16-64 base64url characters, unique per ticket
-                  "p": purpose, "connect" or "disconnect"
-    signature = base64url(HMAC-SHA256(CONNECT_TICKET_SECRET, "v1." + payload)), no padding
-
-The signature covers the version and the payload exactly as sent (no re-serialisation), and is
-compared in constant time before anything in the payload is trusted. Each nonce is accepted
-once (see ``state.StateStore``). Make one with ``make_ticket`` or
+Reading pins the algorithm (``algorithms=["HS256"]``: ``none``, other HMACs and public-key
+algorithms are refused before any claim is looked at), checks the signature before the payload
+is parsed, then the audience (exactly the purpose asked for), then the claims' shapes and times.
+The times are checked against the caller's ``now`` (the app's clock) with ``SKEW_SECONDS`` for
+clocks that disagree: a ticket issued in the future, one lasting longer than an hour, or one
+expiring more than an hour ahead is refused. Each ``jti`` is accepted once (see
+``state.StateStore``). Make one with ``make_ticket`` or
 ``zoom-worker connect-ticket --user U --return-url URL --ttl 300``.
+
+PyJWT's errors are translated here and nowhere else, into ``TicketError`` leaves.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
-import json
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+import jwt
+from jwt.types import Options
 
 from connect.errors import (
     TicketBadSignature,
@@ -39,36 +41,33 @@ from connect.errors import (
 )
 
 Purpose = Literal["connect", "disconnect"]
-VERSION = "v1"
+ALGORITHM = "HS256"
 MAX_TTL_SECONDS = 3600
+SKEW_SECONDS = 60
 MAX_TICKET_CHARS = 4096
-_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+MIN_SECRET_BYTES = 32  # HS256's key should be as long as its hash; CONNECT_TICKET_SECRET is
+_NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+_CLAIMS = ("sub", "aud", "return_url", "iat", "exp", "jti")
+# Signature, algorithm, required claims and the audience are PyJWT's to check; the times are
+# ours, against the caller's clock (PyJWT reads the system clock itself).
+_DECODE_OPTIONS: Options = {
+    "require": list(_CLAIMS),
+    "strict_aud": True,
+    "verify_exp": False,
+    "verify_iat": False,
+    "verify_nbf": False,
+    "enforce_minimum_key_length": True,
+}
 
 
 @dataclass(frozen=True)
 class Ticket:
-    user_id: str
+    user_id: str  # sub
     return_url: str
-    expires_at: int  # Unix seconds
-    nonce: str
-    purpose: Purpose
-
-
-def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64decode(text: str) -> bytes:
-    if not re.fullmatch(r"[A-Za-z0-9_-]*", text):
-        raise TicketMalformed
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise TicketMalformed from None
-
-
-def _sign(secret: bytes, payload: str) -> str:
-    return _b64encode(hmac.new(secret, f"{VERSION}.{payload}".encode(), hashlib.sha256).digest())
+    issued_at: int  # iat, Unix seconds
+    expires_at: int  # exp, Unix seconds
+    nonce: str  # jti
+    purpose: Purpose  # aud
 
 
 def make_ticket(
@@ -84,57 +83,62 @@ def make_ticket(
     """A ticket for ``user_id`` valid ``ttl_seconds`` from ``now`` (Unix seconds)."""
     if not 0 < ttl_seconds <= MAX_TTL_SECONDS:
         raise ValueError(f"ttl must be between 1 and {MAX_TTL_SECONDS} seconds")
-    body = {
-        "u": user_id,
-        "r": return_url,
-        "e": int(now) + ttl_seconds,
-        "n": nonce or secrets.token_urlsafe(18),
-        "p": purpose,
+    if len(secret) < MIN_SECRET_BYTES:
+        raise ValueError(f"the secret must be at least {MIN_SECRET_BYTES} bytes long")
+    issued = int(now)
+    claims = {
+        "sub": user_id,
+        "aud": purpose,
+        "return_url": return_url,
+        "iat": issued,
+        "exp": issued + ttl_seconds,
+        "jti": nonce or secrets.token_urlsafe(18),
     }
-    payload = _b64encode(json.dumps(body, separators=(",", ":")).encode())
-    return f"{VERSION}.{payload}.{_sign(secret, payload)}"
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
 def read_ticket(secret: bytes, ticket: str | None, *, now: float, purpose: Purpose) -> Ticket:
-    """The ticket's contents, once its signature, shape, expiry and purpose check out.
+    """The ticket's contents, once its signature, audience, claims and times check out.
 
-    Raises a ``TicketError`` leaf. Does not check the nonce (single use needs the database) or
-    the return URL (the allow list).
+    Raises a ``TicketError`` leaf. Does not check the ``jti`` (single use needs the database)
+    or the return URL (the allow list).
     """
     if not ticket:
         raise TicketMissing
-    parts = ticket.split(".")
-    if len(ticket) > MAX_TICKET_CHARS or len(parts) != 3 or parts[0] != VERSION:
+    if len(ticket) > MAX_TICKET_CHARS or not ticket.isascii():
         raise TicketMalformed
-    _, payload, signature = parts
-    if not hmac.compare_digest(
-        _sign(secret, payload).encode(), signature.encode("utf-8", "replace")
-    ):
-        raise TicketBadSignature
     try:
-        body = json.loads(_b64decode(payload))
-    except (UnicodeDecodeError, ValueError):
+        claims = jwt.decode(
+            ticket, secret, algorithms=[ALGORITHM], audience=purpose, options=_DECODE_OPTIONS
+        )
+    except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError):
+        raise TicketBadSignature from None
+    except jwt.InvalidAudienceError:
+        raise TicketWrongPurpose from None
+    except jwt.InvalidTokenError:
         raise TicketMalformed from None
-    found = _parse(body)
+    found = _parse(claims, purpose)
     if found.expires_at <= now:
         raise TicketExpired
-    if found.expires_at > now + MAX_TTL_SECONDS + 60:  # a minute of clock skew
+    if found.issued_at > now + SKEW_SECONDS or found.expires_at - found.issued_at > MAX_TTL_SECONDS:
         raise TicketMalformed
-    if found.purpose != purpose:
-        raise TicketWrongPurpose
+    if found.expires_at > now + MAX_TTL_SECONDS + SKEW_SECONDS:
+        raise TicketMalformed
     return found
 
 
-def _parse(body: object) -> Ticket:
-    if not isinstance(body, dict):
+def _int(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
         raise TicketMalformed
-    user, url, expiry, nonce, purpose = (body.get(k) for k in ("u", "r", "e", "n", "p"))
+    return value
+
+
+def _parse(claims: dict[str, Any], purpose: Purpose) -> Ticket:
+    user, url, nonce = claims["sub"], claims["return_url"], claims["jti"]
     if not (isinstance(user, str) and 0 < len(user) <= 200 and user.isprintable()):
         raise TicketMalformed
-    if not (isinstance(url, str) and isinstance(expiry, int) and not isinstance(expiry, bool)):
+    if not (isinstance(url, str) and 0 < len(url) <= MAX_TICKET_CHARS):
         raise TicketMalformed
-    if not (isinstance(nonce, str) and _NONCE.match(nonce)):
+    if not (isinstance(nonce, str) and _NONCE.fullmatch(nonce)):
         raise TicketMalformed
-    if purpose not in ("connect", "disconnect"):
-        raise TicketMalformed
-    return Ticket(user, url, expiry, nonce, purpose)
+    return Ticket(user, url, _int(claims["iat"]), _int(claims["exp"]), nonce, purpose)

@@ -1,11 +1,18 @@
-"""Zoom webhook checks, as Zoom documents them (see FACTS in docs: "Webhooks").
+"""Zoom webhook checks, as Zoom documents them (developers.zoom.us changelog "webhook URL
+validation" and the Marketplace deauthorization guide).
 
 - ``x-zm-signature`` = ``v0=`` + hex HMAC-SHA256(secret token, ``v0:{timestamp}:{raw body}``),
   compared in constant time; ``x-zm-request-timestamp`` in Unix seconds, at most
-  ``MAX_SKEW_SECONDS`` from our clock either way (replayed captures die after 5 minutes).
+  ``MAX_SKEW_SECONDS`` from our clock either way (replayed captures die after 5 minutes, and
+  ``deliveries.DeliveryLog`` makes sure one inside those minutes changes nothing).
+- Each verified event carries ``delivery_id``, hex SHA-256 of the signed message: the same for
+  a replay of one delivery, different for anything Zoom signs anew (another timestamp or body).
 - ``endpoint.url_validation``: answer ``{"plainToken", "encryptedToken"}`` where
   ``encryptedToken`` = hex HMAC-SHA256(secret token, plainToken).
-- ``app_deauthorized``: ``payload.user_id`` is the Zoom user who removed the app.
+- ``app_deauthorized``: ``payload.user_id`` is the Zoom user who removed the app, and
+  ``payload.deauthorization_time`` when (ISO 8601 with a UTC offset or ``Z``, as in Zoom's
+  example ``2019-06-17T13:52:28.632Z``); the payload also carries ``account_id``,
+  ``signature``, ``client_id`` and ``user_data_retention``, which we do not need.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from connect.errors import SignatureInvalid, TimestampStale, WebhookMalformed
@@ -26,10 +34,24 @@ MAX_BODY_BYTES = 64 * 1024
 class WebhookEvent:
     event: str
     payload: dict[str, Any]
+    delivery_id: str  # hex SHA-256 of the signed message: equal only for a replay
+    signed_at: int  # x-zm-request-timestamp, Unix seconds
+
+
+@dataclass(frozen=True)
+class Deauthorization:
+    """An ``app_deauthorized`` payload: who removed the app, and when (timezone-aware)."""
+
+    zoom_user_id: str
+    at: datetime
+
+
+def _signed_message(timestamp: str, body: bytes) -> bytes:
+    return b"v0:" + timestamp.encode() + b":" + body
 
 
 def signature(secret: bytes, timestamp: str, body: bytes) -> str:
-    message = b"v0:" + timestamp.encode() + b":" + body
+    message = _signed_message(timestamp, body)
     return "v0=" + hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
@@ -54,7 +76,8 @@ def verify(
     payload = data.get("payload", {})
     if not isinstance(payload, dict):
         raise WebhookMalformed
-    return WebhookEvent(data["event"], payload)
+    delivery_id = hashlib.sha256(_signed_message(timestamp, body)).hexdigest()
+    return WebhookEvent(data["event"], payload, delivery_id, int(timestamp))
 
 
 def url_validation_answer(secret: bytes, payload: dict[str, Any]) -> dict[str, str]:
@@ -65,8 +88,19 @@ def url_validation_answer(secret: bytes, payload: dict[str, Any]) -> dict[str, s
     return {"plainToken": plain, "encryptedToken": encrypted}
 
 
-def deauthorized_user(payload: dict[str, Any]) -> str:
+def deauthorization(payload: dict[str, Any]) -> Deauthorization:
+    """The ``app_deauthorized`` payload's user and time; ``WebhookMalformed`` when either is
+    missing or unreadable (a time without a UTC offset is ambiguous and refused too)."""
     user_id = payload.get("user_id")
     if not isinstance(user_id, str) or not user_id or len(user_id) > 200 or "\x00" in user_id:
         raise WebhookMalformed
-    return user_id
+    when = payload.get("deauthorization_time")
+    if not isinstance(when, str) or not 0 < len(when) <= 64:
+        raise WebhookMalformed
+    try:
+        at = datetime.fromisoformat(when)
+    except ValueError:
+        raise WebhookMalformed from None
+    if at.utcoffset() is None:
+        raise WebhookMalformed
+    return Deauthorization(user_id, at)

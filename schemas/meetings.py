@@ -136,10 +136,15 @@ class MeetingFailed(BaseModel):
     retryable: Annotated[bool, Field(strict=True)]
     attempts: Annotated[int, Field(strict=True, ge=0)]
     failed_at: Rfc3339Time
+    # Only while the worker retries by itself: when it tries next. The outcome follows as a
+    # result with another message_id (``meeting.linked``, or a final ``meeting.failed``).
+    next_attempt_at: Rfc3339Time | None = None
 
     def to_bytes(self) -> bytes:
-        """Compact UTF-8 JSON; unknown ids are written as ``null``, never left out."""
-        return self.model_dump_json().encode()
+        """Compact UTF-8 JSON; unknown ids are written as ``null``, never left out;
+        ``next_attempt_at`` only when set."""
+        unset = None if self.next_attempt_at is not None else {"next_attempt_at"}
+        return self.model_dump_json(exclude=unset).encode()
 
 
 def parse_linked(data: bytes) -> MeetingLinked:

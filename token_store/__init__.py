@@ -15,7 +15,7 @@ from token_store.errors import (
     TokenStoreError,
     TokenUnreadable,
 )
-from token_store.models import ConnectionStatus, ZoomGrant
+from token_store.models import ConnectionStatus, Deauthorized, ZoomGrant
 from token_store.oauth import TokenAnswer, ZoomOAuth, ZoomUser
 from token_store.store import TokenStore
 
@@ -23,6 +23,7 @@ __all__ = [
     "AccountInactive",
     "AuthorizationExpired",
     "ConnectionStatus",
+    "Deauthorized",
     "DecryptError",
     "InvalidGrant",
     "KeyRing",

@@ -29,3 +29,11 @@ class ConnectionStatus:
     key_id: str  # the key sealing the tokens; rotate-key moves every row to the active one
     connected_at: datetime
     refreshed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Deauthorized:
+    """What a deauthorization did to the connections of one Zoom user."""
+
+    deleted: int  # connections made at or before the deauthorization, now gone
+    kept: int  # connections made after it (a newer consent the deauthorization predates)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from tenacity import (
@@ -109,13 +109,16 @@ class ZoomOAuth:
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         return _token_answer(await self._token_call("/oauth/token", form))
 
-    async def revoke(self, token: str) -> None:
-        """Revoke the grant behind ``token`` (access or refresh token); a token Zoom no longer
-        knows (400 "Invalid Token!") counts as revoked."""
+    async def revoke(self, token: str) -> Literal["revoked", "invalid"]:
+        """Revoke the grant behind ``token`` (access or refresh token): ``revoked`` when Zoom
+        confirms, ``invalid`` when it no longer knows the token (400 "Invalid Token!": revoked
+        already), which is as good. Anything else raises, as every call here does."""
         url = f"{self._oauth}/oauth/revoke"
         response = await self._send("POST", url, data={"token": token}, auth=self._auth)
-        if response.status_code in (200, 400):
-            return
+        if response.status_code == 200:
+            return "revoked"
+        if response.status_code == 400:
+            return "invalid"
         error = _safe_word(str(_json(response).get("error", "")))
         raise OAuthRejected(f"Zoom refused POST /oauth/revoke: HTTP {response.status_code} {error}")
 

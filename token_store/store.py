@@ -14,6 +14,9 @@ retry then meets ``invalid_grant``. The first ``invalid_grant`` is therefore not
 is released, the row re-read under a fresh lock (someone may have stored a newer pair) and the
 refresh tried once more; a second ``invalid_grant`` deletes the tokens (``AuthorizationExpired``).
 
+Every grant let go of (disconnect, reconnect to another Zoom user, a connect refused or not
+stored) is owed a revoke at Zoom, kept in the revoke outbox until paid (``revokes.py``).
+
 Nothing here logs or raises with a token, a code or a key: only user ids, key ids and error
 class names.
 """
@@ -27,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import structlog
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_none
 
@@ -43,8 +47,11 @@ from token_store.errors import (
     TokenStoreError,
     TokenUnreadable,
 )
-from token_store.models import ConnectionStatus, ZoomGrant
+from token_store.models import ConnectionStatus, Deauthorized, ZoomGrant
 from token_store.oauth import TokenAnswer, ZoomOAuth
+from token_store.outbox_table import RevokeReason
+from token_store.revoke_policy import RevokeSchedule
+from token_store.revokes import Owed, RevokeOutbox
 from token_store.single_flight import SingleFlight
 
 _log = structlog.get_logger("token_store")
@@ -82,6 +89,7 @@ class TokenStore:
         refresh_margin: timedelta = timedelta(minutes=5),
         *,
         clock: Callable[[], datetime] = _utc_now,
+        revoke_schedule: RevokeSchedule | None = None,
     ) -> None:
         self._pool = pool
         self._keys = keys
@@ -89,6 +97,10 @@ class TokenStore:
         self._margin = refresh_margin
         self._clock = clock
         self._flights: SingleFlight[tuple[str, str], ZoomGrant] = SingleFlight()
+        # The revoke outbox; ``zoom-worker serve`` runs its loop (connect/revoker.py).
+        self.revokes = RevokeOutbox(
+            pool, keys, oauth, revoke_schedule or RevokeSchedule(), clock=clock
+        )
 
     # -- tokens for the worker ------------------------------------------------------------
 
@@ -200,8 +212,14 @@ class TokenStore:
         self, user_id: str, code: str, code_verifier: str | None, redirect_uri: str
     ) -> ConnectionStatus:
         """Exchange the authorization code, identify the Zoom user and store the grant,
-        replacing any previous connection of ``user_id``."""
+        replacing any previous connection of ``user_id``.
+
+        A grant exchanged here and then refused (``TokenStoreError``) or not stored (the
+        database failed: that error is re-raised) is revoked at once, and kept in the revoke
+        outbox when that fails (``RevokeOutbox.revoke_unstored``). A replaced grant of another
+        Zoom user is owed a revoke in the transaction that replaces it, attempted after."""
         answer = await self._oauth.exchange_code(code, code_verifier, redirect_uri)
+        zoom_user_id: str | None = None
         try:
             lacking = scopes.missing(answer.scopes)
             if lacking:
@@ -209,41 +227,58 @@ class TokenStore:
                     f"the Zoom grant for {user_id} lacks: {', '.join(lacking)}", lacking
                 )
             me = await self._oauth.get_me(answer.access_token)
+            zoom_user_id = me.id
             if me.status == "inactive":
                 raise AccountInactive(f"the Zoom user connecting for {user_id} is deactivated")
         except TokenStoreError:
-            await self._revoke_quietly(user_id, answer.refresh_token)
+            await self.revokes.revoke_unstored(
+                user_id, zoom_user_id, answer.refresh_token, "refused"
+            )
             raise
         expires_at = self._clock() + timedelta(seconds=answer.expires_in)
-        async with self._pool.connection() as conn, conn.transaction():
-            old = await table.read(conn, user_id, lock=True)
-            row = await table.upsert(
-                conn,
-                user_id=user_id,
-                zoom_user_id=me.id,
-                zoom_account_id=me.account_id,
-                scopes=answer.scopes,
-                tokens=self._seal(user_id, answer),
-                access_expires_at=expires_at,
-            )
+        owed: Owed | None = None
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                old = await table.read(conn, user_id, lock=True)
+                row = await table.upsert(
+                    conn,
+                    user_id=user_id,
+                    zoom_user_id=me.id,
+                    zoom_account_id=me.account_id,
+                    scopes=answer.scopes,
+                    tokens=self._seal(user_id, answer),
+                    access_expires_at=expires_at,
+                )
+                # Zoom's revoke withdraws the app's whole authorization for that Zoom user,
+                # which would kill the grant just stored if the same Zoom user re-authorised:
+                # their old pair is superseded and simply forgotten. A different Zoom user's
+                # grant is owed a revoke (unless another connection to it remains).
+                if old is not None and old.zoom_user_id != me.id:
+                    owed = await self._owe(conn, old, "replaced")
+        except Exception:
+            # Exchanged but not stored: nothing of ours holds this grant (an earlier
+            # connection of the user is untouched). The error goes on to the caller.
+            await self.revokes.revoke_unstored(user_id, me.id, answer.refresh_token, "unstored")
+            raise
         _log.info("zoom_token.connected", user_id=user_id, replaced=old is not None)
-        # Zoom's revoke withdraws the app's whole authorization for that Zoom user, which
-        # would kill the grant just stored if the same Zoom user re-authorised; their old pair
-        # is superseded and simply forgotten. A different Zoom user's grant is revoked.
-        if old is not None and old.zoom_user_id != me.id:
-            await self._revoke_sealed(old)
+        if owed is not None:
+            await self.revokes.attempt(owed)
         return _status(row)
 
     async def disconnect(self, user_id: str) -> bool:
-        """Delete the connection (committed first), then revoke the grant at Zoom with retries.
-        A revoke that finally fails is logged and counted; it never brings the tokens back.
-        Returns whether a connection existed."""
+        """Delete the connection and record the revoke Zoom is owed, in one committed
+        transaction; then attempt that revoke once (ZoomOAuth's retries inside, no database
+        connection held). A revoke that fails stays in the outbox for the revoke loop of
+        ``zoom-worker serve``; one whose Zoom user another connection still holds is not made
+        (see ``revokes.py``). Returns whether a connection existed."""
         async with self._pool.connection() as conn, conn.transaction():
             old = await table.delete(conn, user_id)
+            owed = None if old is None else await self._owe(conn, old, "disconnect")
         if old is None:
             return False
         _log.info("zoom_token.disconnected", user_id=user_id)
-        await self._revoke_sealed(old)
+        if owed is not None:
+            await self.revokes.attempt(owed)
         return True
 
     async def disconnect_zoom_user(self, zoom_user_id: str) -> int:
@@ -254,16 +289,36 @@ class TokenStore:
         _log.info("zoom_token.deauthorized", zoom_user_id=zoom_user_id, deleted=deleted)
         return deleted
 
+    async def deauthorize(self, zoom_user_id: str, deauthorized_at: datetime) -> Deauthorized:
+        """Zoom's ``app_deauthorized`` webhook: delete the connections to ``zoom_user_id``
+        made at or before ``deauthorized_at`` (Zoom already revoked their grant). A connection
+        made after it (``connected_at``, set by every connect) is a newer consent that a late
+        or replayed deauthorization must not undo: it is kept, and logged."""
+        async with self._pool.connection() as conn, conn.transaction():
+            deleted, kept = await table.delete_zoom_user_connected_by(
+                conn, zoom_user_id, deauthorized_at
+            )
+        _log.info("zoom_token.deauthorized", zoom_user_id=zoom_user_id, deleted=deleted)
+        if kept:
+            _log.warning(
+                "zoom_token.deauthorization_predates_connection",
+                zoom_user_id=zoom_user_id,
+                kept=kept,
+                deauthorized_at=deauthorized_at.isoformat(),
+            )
+        return Deauthorized(deleted=deleted, kept=kept)
+
     async def status(self, user_id: str) -> ConnectionStatus | None:
         async with self._pool.connection() as conn:
             row = await table.read(conn, user_id)
         return None if row is None else _status(row)
 
     async def rotate_key(self, batch_size: int = 100) -> int:
-        """Re-encrypt every connection not sealed under the active key, ``batch_size`` rows per
-        committed transaction (online: each batch holds its row locks briefly; resumable: a
-        rerun picks up what is left). Returns the rows re-encrypted. Rows that do not decrypt
-        are left as they are and reported by a ``TokenUnreadable`` at the end."""
+        """Re-encrypt every connection and every owed revoke not sealed under the active key,
+        ``batch_size`` rows per committed transaction (online: each batch holds its row locks
+        briefly; resumable: a rerun picks up what is left). Returns the rows re-encrypted. Rows
+        that do not decrypt are left as they are and reported by a ``TokenUnreadable`` at the
+        end."""
         active = self._keys.active_kid
         done, after = 0, ""
         unreadable: list[str] = []
@@ -284,7 +339,12 @@ class TokenStore:
                     metrics.REKEYED.inc()
             if not rows:
                 break
-        _log.info("zoom_token.rekeyed", rows=done, kid=active, unreadable=len(unreadable))
+        owed, owed_unreadable = await self.revokes.rekey(batch_size)
+        done += owed
+        unreadable += owed_unreadable
+        _log.info(
+            "zoom_token.rekeyed", rows=done, revokes=owed, kid=active, unreadable=len(unreadable)
+        )
         if unreadable:
             kids = ", ".join(sorted(set(unreadable)))
             raise TokenUnreadable(
@@ -319,21 +379,24 @@ class TokenStore:
     def _open_both(self, row: table.SealedRow) -> _Opened:
         return _Opened(row, self._open(row, "access_token"), self._open(row, "refresh_token"))
 
-    async def _revoke_sealed(self, row: table.SealedRow) -> None:
+    async def _owe(
+        self, conn: AsyncConnection, row: table.SealedRow, reason: RevokeReason
+    ) -> Owed | None:
+        """Owe the revoke of a connection being dropped, in the caller's transaction (which
+        holds the row's lock). A row that does not decrypt cannot be revoked by us: logged."""
         try:
             refresh = self._open(row, "refresh_token")
         except TokenUnreadable as exc:
-            metrics.REVOKE_FAILURES.inc()
-            _log.error("zoom_token.revoke_failed", user_id=row.user_id, error=str(exc))
-            return
-        await self._revoke_quietly(row.user_id, refresh)
-
-    async def _revoke_quietly(self, user_id: str, refresh_token: str) -> None:
-        try:
-            await self._oauth.revoke(refresh_token)
-        except TokenStoreError as exc:
-            metrics.REVOKE_FAILURES.inc()
-            _log.error("zoom_token.revoke_failed", user_id=user_id, error=type(exc).__name__)
+            metrics.count_revoke("unreadable")
+            _log.error("zoom_token.revoke_unreadable", user_id=row.user_id, kid=exc.kid)
+            return None
+        return await self.revokes.owe(
+            conn,
+            user_id=row.user_id,
+            zoom_user_id=row.zoom_user_id,
+            refresh_token=refresh,
+            reason=reason,
+        )
 
 
 def _grant(row: table.SealedRow, access_token: str) -> ZoomGrant:

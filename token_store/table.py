@@ -140,6 +140,27 @@ async def delete_zoom_user(conn: AsyncConnection, zoom_user_id: str) -> int:
     return cur.rowcount
 
 
+async def delete_zoom_user_connected_by(
+    conn: AsyncConnection, zoom_user_id: str, at: datetime
+) -> tuple[int, int]:
+    """Delete the connections to ``zoom_user_id`` made at or before ``at``; returns (deleted,
+    kept), kept being those to that Zoom user connected after ``at``."""
+    cur = await conn.execute(
+        """
+        WITH gone AS (
+            DELETE FROM zoom_tokens WHERE zoom_user_id = %s AND connected_at <= %s
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM gone),
+               (SELECT count(*) FROM zoom_tokens WHERE zoom_user_id = %s AND connected_at > %s)
+        """,
+        (zoom_user_id, at, zoom_user_id, at),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
 async def not_under_key(
     conn: AsyncConnection, active_kid: str, after_user_id: str, limit: int
 ) -> list[SealedRow]:
@@ -154,3 +175,25 @@ async def not_under_key(
             (active_kid, after_user_id, limit),
         )
         return await cur.fetchall()
+
+
+# A seed of our own for hashtextextended, apart from the worker's advisory locks (7, 8).
+_ZOOM_USER_SEED = 16
+
+
+async def lock_zoom_user(conn: AsyncConnection, zoom_user_id: str) -> None:
+    """Hold, until the caller's transaction ends, the lock that serialises deciding whether a
+    Zoom user's grant may be revoked (see ``connected``). Take it after the caller's row lock
+    (``read(..., lock=True)``), never before: one order everywhere, no deadlock."""
+    await conn.execute(
+        f"SELECT pg_advisory_xact_lock(hashtextextended(%s, {_ZOOM_USER_SEED}))", (zoom_user_id,)
+    )
+
+
+async def connected(conn: AsyncConnection, zoom_user_id: str) -> bool:
+    """Whether any Talivo user still holds a connection to ``zoom_user_id``."""
+    cur = await conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM zoom_tokens WHERE zoom_user_id = %s)", (zoom_user_id,)
+    )
+    row = await cur.fetchone()
+    return bool(row and row[0])

@@ -28,7 +28,7 @@ import migrations
 from connect.config import ConnectSettings
 from devservices import create_database, kafka_service, postgres_service
 from devservices.kafka import create_topics
-from devservices.zoom_emulator import ZoomEmulator
+from devservices.zoom_emulator import Fault, ZoomEmulator
 from token_store import TokenStore, ZoomOAuth, pkce
 from token_store.crypto import generate_key
 from worker.runtime import app
@@ -39,6 +39,7 @@ from worker.zoom import MeetingNotFound, ZoomMeetings
 
 REDIRECT_URI = "http://localhost/zoom/callback"
 CLIENT_ID, CLIENT_SECRET = "demo-client", "demo-secret"
+CREATE = "POST /v2/users/{userId}/meetings"
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class Step:
     topic: str  # "created" | "updated" | "deleted" | "raw"
     payload: dict[str, Any] | bytes
     expect: str  # "created", "updated", "cancelled" or a failure reason
+    then: str | None = None  # a second result expected (after a notice of a retry)
+    zoom_down: bool = False  # Zoom fails every create for a few seconds
+    emulator_only: bool = False  # a scene only the emulator can stage (Zoom going down)
 
     @property
     def organizer(self) -> str | None:
@@ -84,6 +88,7 @@ def story() -> list[Step]:
     ev = f"ev-{secrets.token_hex(3)}"
     other = f"ev-{secrets.token_hex(3)}"
     host = f"ev-{secrets.token_hex(3)}"
+    down = f"ev-{secrets.token_hex(3)}"
     return [
         Step("Ana schedules an interview with Zoom", "created", _event(ev, 1, "ana"), "created"),
         Step("Ana moves it one hour later", "updated", _event(ev, 2, "ana", shift=1), "updated"),
@@ -93,6 +98,10 @@ def story() -> list[Step]:
         Step("Ana deletes the event", "deleted", _event(ev, 5, "ana", deleted=True), "cancelled"),
         Step("Carla (no Zoom connected) schedules one", "created", _event(other, 1, "carla"),
              "zoom_not_connected"),
+        Step("Zoom is down: Ana schedules another", "created", _event(down, 1, "ana"),
+             "zoom_unavailable", then="created", zoom_down=True, emulator_only=True),
+        Step("...Ana deletes that one", "deleted", _event(down, 2, "ana", deleted=True),
+             "cancelled", emulator_only=True),
         Step("Bruno schedules one", "created", _event(host, 1, "bruno"), "created"),
         Step("Bruno, now on another Zoom account, edits it", "updated",
              _event(host, 2, "bruno", title="Interview: Staff engineer"), "not_meeting_host"),
@@ -126,6 +135,13 @@ class ZoomSide(Protocol):
     def has_second_account(self) -> bool:
         """Whether one recruiter can switch to a second Zoom account (the not-host scene)."""
 
+    @property
+    def can_fail(self) -> bool:
+        """Whether this Zoom can be made to fail (the emulator can, the real one cannot)."""
+
+    def fail_creates_for(self, seconds: float) -> None:
+        """Make Zoom fail every create for ``seconds``."""
+
     async def connect(self, store: TokenStore, user_id: str, email: str) -> None: ...
 
 
@@ -146,6 +162,12 @@ class EmulatedZoom:
 
     async def connect(self, store: TokenStore, user_id: str, email: str) -> None:
         await connect_via_oauth(store, self.zoom, user_id, email)
+
+    can_fail: bool = True
+
+    def fail_creates_for(self, seconds: float) -> None:
+        self.zoom.faults = [Fault(kind="error", status=503, endpoint=CREATE)]
+        asyncio.get_running_loop().call_later(seconds, setattr, self.zoom, "faults", [])
 
 
 @dataclass
@@ -172,6 +194,11 @@ class RealZoom:
         pasted = (await asyncio.to_thread(sys.stdin.readline)).strip()
         code = parse_qs(urlsplit(pasted).query).get("code", [pasted])[0]
         await store.connect(user_id, code, verifier, self.redirect_uri)
+
+    can_fail: bool = False
+
+    def fail_creates_for(self, seconds: float) -> None:
+        raise NotImplementedError("the real Zoom cannot be made to fail")
 
 
 async def _run_story(settings: Settings, zoom: ZoomSide, bootstrap: str) -> bool:
@@ -215,6 +242,11 @@ async def _run_story(settings: Settings, zoom: ZoomSide, bootstrap: str) -> bool
             if step.organizer == "bruno" and not zoom.has_second_account:
                 print(f"-- {step.title:<43} skipped: needs a second Zoom account")
                 continue
+            if step.emulator_only and not zoom.can_fail:
+                print(f"-- {step.title:<43} skipped: needs the emulator")
+                continue
+            if step.zoom_down:
+                zoom.fail_creates_for(4.0)
             if step.title.startswith("Bruno, now"):
                 await zoom.connect(store, "bruno", "bruno.new@zoom.example")
             value = (
@@ -232,9 +264,21 @@ async def _run_story(settings: Settings, zoom: ZoomSide, bootstrap: str) -> bool
             )
             if step.organizer == "ana" and meeting:
                 ana_meetings.add(meeting["id"])
+            if step.then is not None:  # a notice first: the worker retries by itself
+                detail = f"told once, retrying at {got.get('next_attempt_at')}"
             mark = "ok " if outcome == step.expect else "!! "
             ok &= outcome == step.expect
             print(f"{mark}{step.title:<43} {outcome:<19} {detail}")
+            if step.then is not None:
+                got = await _next_result(results, within=60)
+                outcome = got.get("reason") or got.get("action") or "?"
+                meeting = got.get("meeting") or {}
+                ok &= outcome == step.then
+                mark = "ok " if outcome == step.then else "!! "
+                title = "...Zoom is back: linked by itself"
+                print(f"{mark}{title:<43} {outcome:<19} {meeting.get('join_url', '')}")
+                if meeting:
+                    ana_meetings.add(meeting["id"])
         # Ask Zoom itself, as Ana, whether any of her demo meetings still exists.
         meetings = ZoomMeetings(http, api_base_url=zoom.api_base_url, tokens=store)
         left = [m for m in sorted(ana_meetings) if await _exists(meetings, m)]
@@ -327,6 +371,10 @@ def _run(stack: contextlib.ExitStack, zoom: ZoomSide, where: str) -> bool:
             "LOG_LEVEL": "WARNING",
             "LOG_FORMAT": "console",
             "SHUTDOWN_GRACE_SECONDS": 5,
+            # The worker's own retries on the demo's time scale (10 s, 1 min... in production).
+            "RETRY_DELAYS_SECONDS": "2,2,4",
+            "RETRY_POLL_SECONDS": 0.5,
+            "BREAKER_PROBE_INTERVAL_SECONDS": 1,
         }
     )
     print(f"broker ({kafka.source}) {kafka.bootstrap_servers}, postgres ({postgres.source}), "

@@ -188,6 +188,10 @@ async def world(
                 # Long enough to wait out the Zoom outages these tests make (a few seconds).
                 "ZOOM_RETRY_BUDGET_SECONDS": "20",
                 "MAX_IN_FLIGHT": "32",
+                # The worker's own retries (and its breaker), on the tests' time scale.
+                "RETRY_DELAYS_SECONDS": "1,2,5",
+                "RETRY_POLL_SECONDS": "0.5",
+                "BREAKER_PROBE_INTERVAL_SECONDS": "2",
             }
         )
         world = ChaosWorld(

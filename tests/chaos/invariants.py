@@ -10,7 +10,9 @@ The invariants:
 
 1. **One result id per source.** Every result answers a message that was sent, for the same
    event, under ``result_message_id(source)``: copies (a redelivery, a republish) share the id,
-   different sources never do.
+   different sources never do. A notice that the worker retries by itself (``meeting.failed``
+   with ``next_attempt_at``) has its own id, ``notice_message_id(source)``, and is resolved:
+   an outcome follows for its revision or a newer one (``pending_unresolved`` otherwise).
 2. **Answered.** Every message that must have a result (``Plan.must_answer``) has one.
 3. **No duplicate meetings.** Every live meeting of the test's organizers is the meeting of
    exactly one event, found through that event's newest result; nothing else is left on Zoom.
@@ -18,7 +20,8 @@ The invariants:
    meeting, with that revision's title, agenda, start (to the second), duration, time zone and
    organizer as host; a deleted event or one that no longer wants Zoom has none.
 5. **Nothing parked or failed that should not be.** A dead-letter record or a ``meeting.failed``
-   is allowed only for poison sources and for the reasons the test names.
+   is allowed only for poison sources and for the reasons the test names (a notice is not a
+   failure: invariant 1 sees it resolved).
 6. **The worker rode it out.** Each supervised worker is alive and never exited except when the
    test killed it.
 
@@ -42,7 +45,7 @@ from devservices.zoom_emulator import MeetingRecord, ZoomEmulator
 from tests.chaos.plan import Plan, Source
 from tests.chaos.supervisor import Supervisor
 from tests.worker.harness import Results
-from worker.pipeline.results import result_message_id
+from worker.pipeline.results import notice_message_id, result_message_id
 
 EXAMPLES_PER_KIND = 6
 
@@ -137,6 +140,7 @@ def evaluate(
     check.result_ids()
     check.answered()
     check.failures(set(allowed_failure_reasons))
+    check.notices()
     check.dead_letters(set(allowed_dead_letter_reasons))
     check.final_state()
     for supervisor in supervisors:
@@ -152,11 +156,31 @@ def evaluate(
     )
 
 
+def is_notice(result: Mapping[str, Any]) -> bool:
+    """A notice that the worker retries by itself: an answer, not yet an outcome."""
+    return result.get("next_attempt_at") is not None
+
+
 def all_answered(plan: Plan, results: Results, must: set[str] | None = None) -> bool:
-    """Every must-answer source has a result (cheap enough to poll)."""
+    """Every must-answer source has a result and every notice is resolved (cheap to poll)."""
     must = plan.must_answer() if must is None else must
-    answered = {v["correlation_id"] for _, v, _ in results.seen if v is not None}
-    return must <= answered
+    published = [v for _, v, _ in results.seen if v is not None]
+    answered = {v["correlation_id"] for v in published}
+    return must <= answered and not unresolved_notices(published)
+
+
+def unresolved_notices(published: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Notices with no outcome after them: none for their revision or a newer one."""
+    newest_outcome: dict[str, int] = {}
+    for r in published:
+        if not is_notice(r) and isinstance(r.get("revision"), int):
+            event_id = str(r.get("event_id"))
+            newest_outcome[event_id] = max(newest_outcome.get(event_id, -1), r["revision"])
+    return [
+        r
+        for r in published
+        if is_notice(r) and newest_outcome.get(str(r.get("event_id")), -1) < r["revision"]
+    ]
 
 
 class _Check:
@@ -202,7 +226,11 @@ class _Check:
                     self.flag("result_for_unknown_source", f"correlation {correlation!r}", event_id)
                 continue
             ids = {r.get("message_id") for r in found}
-            if ids != {result_message_id(correlation)}:
+            expected = {
+                notice_message_id(correlation) if is_notice(r) else result_message_id(correlation)
+                for r in found
+            }
+            if ids != expected:
                 self.flag("result_id_not_the_sources", f"{sorted(map(str, ids))}", event_id)
             wrong = {r.get("event_id") for r in found} - {source.event_id}
             if wrong:
@@ -238,9 +266,16 @@ class _Check:
                 continue
             for result in found:
                 reason = result.get("reason")
+                if is_notice(result):
+                    continue
                 if reason is not None and reason not in allowed:
                     detail = f"{source.kind} r{source.revision}: {reason} ({result.get('action')})"
                     self.flag("failed", detail, source.event_id)
+
+    def notices(self) -> None:
+        for notice in unresolved_notices(self.published):
+            detail = f"r{notice.get('revision')}: {notice.get('reason')}, no outcome followed"
+            self.flag("pending_unresolved", detail, str(notice.get("event_id")))
 
     def dead_letters(self, allowed: set[str]) -> None:
         for source, headers in self.parked_sources:

@@ -90,6 +90,15 @@ def test_wheel_holds_only_production_packages(wheel: Path) -> None:
     assert not [n for n in names if n.startswith(("bench/", "dev/", "tests/"))]
 
 
+def test_nothing_in_the_wheel_can_arm_a_crash_point(wheel: Path) -> None:
+    # The crash-injection hook is armed only by the dev tooling (devservices.crashing_worker):
+    # no file of the production wheel reads, or even names, its variable.
+    with zipfile.ZipFile(wheel) as built:
+        naming = [n for n in built.namelist() if b"ZOOM_WORKER_CRASH_AT" in built.read(n)]
+
+    assert naming == []
+
+
 @pytest.mark.timeout(300)
 def test_production_console_script_has_no_dev_commands(venv: Path, tmp_path: Path) -> None:
     cli = str(venv / "bin" / "zoom-worker")

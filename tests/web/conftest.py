@@ -14,6 +14,7 @@ from devservices.zoom_emulator import ZoomEmulator
 from psycopg_pool import AsyncConnectionPool
 
 from connect.app import WebConfig, create_app
+from connect.deliveries import DeliveryLog
 from connect.return_urls import ReturnUrlAllowlist
 from connect.state import StateStore
 from connect.tickets import Purpose, make_ticket
@@ -119,7 +120,14 @@ async def served(
                 await conn.execute("SELECT 1")
             return True
 
-        app = create_app(config, store, StateStore(pool), checks={"database": ready}, clock=clock)
+        app = create_app(
+            config,
+            store,
+            StateStore(pool),
+            DeliveryLog(pool),
+            checks={"database": ready},
+            clock=clock,
+        )
         async with serving(app, port, host="127.0.0.1"):
             yield Served(base_url, redirect_uri, store, clock)
 

@@ -100,9 +100,9 @@ async def test_pkce_challenge_matches_the_verifier_zoom_receives(
 
 
 def _tampered(ticket: str) -> str:
-    version, payload, signature = ticket.split(".")
+    header, payload, signature = ticket.split(".")  # a JWT
     flipped = payload[:-2] + ("A" if payload[-2] != "A" else "B") + payload[-1]
-    return f"{version}.{flipped}.{signature}"
+    return f"{header}.{flipped}.{signature}"
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from tests.worker.harness import (
+    CRASHING_RUN,
     PARTITIONS,
     Results,
     Sender,
@@ -48,8 +49,14 @@ class Pipeline:
     port: int = 0
     workers: list[WorkerProcess] = field(default_factory=list)
 
-    def worker(self, **extra_env: str) -> WorkerProcess:
-        worker = WorkerProcess({**self.env, **extra_env})
+    def worker(self, *, crash_at: str | None = None, **extra_env: str) -> WorkerProcess:
+        """A worker process (not started); ``crash_at`` (``step`` or ``step:N``) makes it the
+        dev tooling's crashing worker, which SIGKILLs itself there."""
+        if crash_at is None:
+            worker = WorkerProcess({**self.env, **extra_env})
+        else:
+            crash_env = {**self.env, **extra_env, "ZOOM_WORKER_CRASH_AT": crash_at}
+            worker = WorkerProcess(crash_env, command=CRASHING_RUN)
         self.workers.append(worker)
         return worker
 

@@ -180,11 +180,18 @@ class Sender:
             await self.send(kind, body)
 
 
+# The production command, and the dev tooling's worker that SIGKILLs itself at the step
+# ZOOM_WORKER_CRASH_AT names (production cannot be made to crash on purpose).
+RUN = ("-m", "worker", "run")
+CRASHING_RUN = ("-m", "devservices.crashing_worker")
+
+
 @dataclass
 class WorkerProcess:
     env: dict[str, str]
     process: subprocess.Popen[bytes] | None = None
     log_path: str = ""
+    command: tuple[str, ...] = RUN
 
     def start(self, extra_env: dict[str, str] | None = None) -> None:
         from tests.conftest import WORKER_LOGS
@@ -193,7 +200,7 @@ class WorkerProcess:
         WORKER_LOGS.append(self.log_path)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "worker", "run"],
+                [sys.executable, *self.command],
                 env={**os.environ, **self.env, **(extra_env or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -18,7 +18,8 @@ def test_the_demo_tells_its_whole_story() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "demo passed" in done.stdout
-    assert done.stdout.count("\nok ") == 9
+    assert done.stdout.count("\nok ") == 12
+    assert "...Zoom is back: linked by itself" in done.stdout
 
 
 def test_the_demo_runs_on_a_real_zoom_with_a_person_signing_in() -> None:
@@ -58,4 +59,5 @@ def test_the_demo_runs_on_a_real_zoom_with_a_person_signing_in() -> None:
         out = "".join(seen) + demo.communicate(timeout=120)[0]
     assert demo.returncode == 0, out
     assert "skipped: needs a second Zoom account" in out
+    assert "skipped: needs the emulator" in out
     assert "Zoom meetings of Ana's still on Zoom: 0" in out

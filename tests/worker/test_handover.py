@@ -187,7 +187,7 @@ async def test_a_crash_at_any_handover_step_ends_with_one_meeting_the_new_hosts(
     pipeline: Pipeline, step: str
 ) -> None:
     ev = new_event_id()
-    crashing = pipeline.worker(ZOOM_WORKER_CRASH_AT=step)
+    crashing = pipeline.worker(crash_at=step)
     crashing.start()
     await pipeline.sender.send("created", event(ev, 1, "ana", title=f"{ev} interview"))
     (created,) = await pipeline.results.wait_for(ev, 1, timeout=60)

@@ -239,7 +239,10 @@ async def world(kafka: KafkaService, database_url: str, zoom: ZoomEmulator) -> A
     async for p in make_pipeline(kafka, database_url, zoom, prefix, f"g-{prefix}"):
         await p.connect("ana")
         p.port = free_port()
-        worker = p.worker(HTTP_PORT=str(p.port))
+        # A horizon of seconds: a failure Zoom keeps up is final (and parked) within the test.
+        worker = p.worker(
+            HTTP_PORT=str(p.port), RETRY_DELAYS_SECONDS="0.5", RETRY_HORIZON_SECONDS="2"
+        )
         worker.start()
         raw = Raw(kafka.bootstrap_servers, (p.topics.linked, p.topics.failed), p.topics.dlq)
         producer = AIOKafkaProducer(
@@ -355,11 +358,13 @@ async def test_a_transient_failure_is_reported_and_parked_each_with_its_headers(
     try:
         ev = new_event_id()
         source = await world.send("created", event(ev, 1), ev)
-        (failed,) = await world.raw.wait_results(world.pipeline.topics.failed, ev, 1)
+        notice, failed = await world.raw.wait_results(world.pipeline.topics.failed, ev, 2)
         parked = await world.raw.wait_dead_letter(source)
     finally:
         world.pipeline.zoom.faults = []
+    assert "next_attempt_at" in notice.json() and "next_attempt_at" not in failed.json()
     assert (failed.json()["reason"], failed.json()["retryable"]) == ("zoom_unavailable", True)
+    assert_result_headers(world, notice)
     assert_result_headers(world, failed)
     assert_dead_letter_headers(world, parked, source, "zoom_unavailable")
 
@@ -402,10 +407,12 @@ def test_a_stored_result_is_answered_with_the_headers_it_was_first_published_wit
         last_message_id=src.message_id, last_result=first.to_bytes(), last_result_topic="linked"
     )
     assert results.result_headers(first) == tuple(message_headers("meeting.linked"))
-    assert results.answer_headers(link, "linked") == results.result_headers(first)
+    assert results.answer_headers(link.answer, "linked") == results.result_headers(first)
     failure = Failure(FailureReason.ZOOM_NOT_CONNECTED, retryable=False, attempts=1, detail="")
     failed = results.failed(
         calendar_source(1), Create(wanted_meeting(calendar_source(1)), False), failure, NOW
     )
     stored = link.evolve(last_result=failed.to_bytes(), last_result_topic="failed")
-    assert results.answer_headers(stored, "linked") == tuple(message_headers("meeting.failed"))
+    assert results.answer_headers(stored.answer, "linked") == tuple(
+        message_headers("meeting.failed")
+    )

@@ -42,7 +42,7 @@ async def test_a_crash_at_any_step_loses_nothing_and_doubles_nothing(
     pipeline: Pipeline, step: str
 ) -> None:
     ev = f"ev-{uuid.uuid4().hex[:10]}"
-    crashing = pipeline.worker(ZOOM_WORKER_CRASH_AT=step)
+    crashing = pipeline.worker(crash_at=step)
     crashing.start()
     source = event(ev, 1, title=f"{ev} interview")
     await pipeline.sender.send("created", source)
@@ -69,7 +69,7 @@ async def test_a_crash_while_cancelling_still_cancels(pipeline: Pipeline) -> Non
     await pipeline.sender.send("created", event(ev, 1, title=f"{ev} interview"))
     await pipeline.results.wait_for(ev, 1, timeout=60)
     worker.stop()
-    crashing = pipeline.worker(ZOOM_WORKER_CRASH_AT="after_zoom")
+    crashing = pipeline.worker(crash_at="after_zoom")
     crashing.start()
     await pipeline.sender.send("deleted", event(ev, 2, deleted=True))
     assert crashing.wait(60) == -signal.SIGKILL
@@ -81,6 +81,22 @@ async def test_a_crash_while_cancelling_still_cancels(pipeline: Pipeline) -> Non
         survivor.stop()
     assert cancelled["action"] == "cancelled"
     assert meetings_of(pipeline, ev) == []
+
+
+async def test_zoom_worker_run_ignores_a_crash_point_in_its_environment(
+    pipeline: Pipeline,
+) -> None:
+    # Only the dev tooling's worker arms crash points; production reads no such variable.
+    ev = f"ev-{uuid.uuid4().hex[:10]}"
+    worker = pipeline.worker(ZOOM_WORKER_CRASH_AT="after_intent")
+    worker.start()
+    try:
+        await pipeline.sender.send("created", event(ev, 1, title=f"{ev} interview"))
+        (linked,) = await pipeline.results.wait_for(ev, 1, timeout=60)
+    finally:
+        assert worker.stop() == 0, worker.log()[-2000:]
+    assert linked["action"] == "created"
+    assert len(meetings_of(pipeline, ev)) == 1
 
 
 async def test_sigterm_mid_stream_finishes_in_flight_and_the_next_worker_resumes(

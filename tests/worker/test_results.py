@@ -14,6 +14,7 @@ from tests.worker.harness import event
 from worker.pipeline.decision import Create, wanted_meeting
 from worker.pipeline.failures import Failure
 from worker.pipeline.links import Link
+from worker.pipeline.pending import Answer
 from worker.pipeline.results import answer_for, failed, linked, result_message_id
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -56,9 +57,9 @@ def test_an_exact_redelivery_gets_the_stored_bytes_and_an_older_source_is_recorr
     link = stored_link(3).evolve(
         last_message_id=newest.message_id, last_result=stored, last_result_topic="linked"
     )
-    assert answer_for(newest, link, "linked") == stored
+    assert answer_for(newest, answer_of(link), "linked") == stored
     older = source(1)
-    answer = parse_linked(answer_for(older, link, "linked"))
+    answer = parse_linked(answer_for(older, answer_of(link), "linked"))
     assert answer.correlation_id == older.message_id
     assert answer.message_id == result_message_id(older.message_id)
     assert answer.revision == 3  # the current truth, not the stale request
@@ -97,3 +98,8 @@ def test_a_handover_result_says_what_became_of_the_old_meeting() -> None:
         )
     no_reason = {"id": 7, "organizer_user_id": "ana", "cancelled": False}
     assert schema_errors("meeting.linked", wire | {"replaced_meeting": no_reason})
+
+
+def answer_of(link: Link) -> Answer:
+    assert link.answer is not None
+    return link.answer

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime, timedelta, timezone
+from datetime import time as day_time
 from typing import Any
 
 import httpx
@@ -189,9 +190,18 @@ async def test_daily_limit_is_not_retried(
     zoom.set_daily_used(ana.id, 100)
     with pytest.raises(ZoomDailyLimitReached) as caught:
         await client.create_meeting(USER, SPEC)
-    assert not caught.value.retryable
+    # Retryable by the worker's schedule after Zoom's reset (00:00 UTC), never in place.
+    assert caught.value.retryable and caught.value.attempts == 1
     assert caught.value.reason == "zoom_daily_limit_reached"
+    now = datetime.now(UTC)
+    assert caught.value.resets_at == datetime.combine(
+        now.date() + timedelta(days=1), day_time(0), tzinfo=UTC
+    )
     assert zoom.calls(CREATE) == 1
+    # Until the reset the host's creates and updates are held back here, not sent.
+    with pytest.raises(ZoomDailyLimitReached) as held:
+        await client.update_meeting(USER, 1, MeetingPatch(topic="x"))
+    assert held.value.attempts == 0 and zoom.calls(CREATE) == 1
 
 
 async def test_expired_token_is_refreshed_once_and_retried(

@@ -1,4 +1,8 @@
-"""``zoom-worker dlq replay``: re-drive parked messages."""
+"""``zoom-worker dlq replay``: re-drive parked messages.
+
+Only onto the three configured event topics: a parked record naming any other source topic is
+refused (logged as ``dlq_replay_refused``, counted in the summary line), never published.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max", type=int, default=None, help="stop after this many records")
 
 
-@command("dlq replay", "re-publish parked records to their source topics", "kafka",
+@command("dlq replay", "re-publish parked records to their source (event) topics", "kafka",
          arguments=_arguments)  # fmt: skip
 def replay(args: argparse.Namespace, settings: Settings) -> int:
     from worker.runtime.replay import replay as run_replay
@@ -34,13 +38,17 @@ def replay(args: argparse.Namespace, settings: Settings) -> int:
                 consumer,
                 producer,
                 settings.topic_dead_letter,
+                source_topics=settings.event_topics,
                 reasons=frozenset(args.reason) if args.reason else None,
                 limit=args.max,
             )
         finally:
             await producer.stop()
             await consumer.stop()
-        print(f"replayed {report.replayed} record(s), skipped {report.skipped}")
+        print(
+            f"replayed {report.replayed} record(s), skipped {report.skipped}, refused "
+            f"{report.refused} (source topic not one of {', '.join(settings.event_topics)})"
+        )
         return 0
 
     return asyncio.run(go())

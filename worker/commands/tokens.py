@@ -15,12 +15,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import timedelta
 
-import httpx
 from psycopg_pool import AsyncConnectionPool
 
 from token_store import ConnectionStatus, TokenStore, TokenStoreError, ZoomOAuth
 from worker.cli import command
 from worker.runtime.config import Settings
+from worker.runtime.http import http_client
 
 
 def _user(parser: argparse.ArgumentParser) -> None:
@@ -139,7 +139,7 @@ def _run(settings: Settings, body: Callable[[TokenStore], Awaitable[int]]) -> in
         pool = AsyncConnectionPool(settings.dsn(), min_size=1, max_size=2, open=False)
         await pool.open()
         try:
-            async with httpx.AsyncClient() as http:
+            async with http_client(4) as http:  # TLS 1.3 to Zoom, as the worker
                 oauth = ZoomOAuth(
                     http,
                     settings.zoom_oauth_base_url,

@@ -69,7 +69,7 @@ async def _retire(step: Step, old: HostedMeeting) -> ReplacedMeeting:
     try:
         await delete_meeting(step, old)
     except EXPECTED as exc:
-        failure = classify(exc)
+        failure = classify(exc, step.now())
         if failure.retryable:
             raise
         log.warning(
@@ -96,7 +96,7 @@ async def _drop_unfinished(step: Step, unfinished: UnfinishedCreate, intent: Lin
         for found in await find_crashed_creates(step, unfinished, intent):
             await delete_meeting(step, found.meeting)
     except EXPECTED as exc:
-        failure = classify(exc)
+        failure = classify(exc, step.now())
         if failure.retryable:
             raise
         log.warning(

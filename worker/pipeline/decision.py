@@ -4,6 +4,9 @@
 seen (revisions order messages across the three topics), and what the event wants (a Zoom
 meeting or none) with what exists, and names one step. The handlers carry the step out.
 
+A pending retry (``worker/pipeline/pending.py``) counts as seen: a message no newer than it is
+answered with what the calendar was told about it, and only a newer revision replaces it.
+
 A link belongs to its host. Every meeting a decision names comes with the Talivo user whose
 token made it (``HostedMeeting``, from the link's stored host), and that is the only token the
 handlers may use for it; the event's organizer is used only to create. When a revision names
@@ -20,6 +23,7 @@ from datetime import datetime
 
 from schemas import EventDeleted, EventUpsert, SourceEvent
 from worker.pipeline.links import Link
+from worker.pipeline.pending import Answer, PendingRetry
 
 ZOOM_TOPIC_MAX = 200
 ZOOM_AGENDA_MAX = 2000
@@ -44,7 +48,7 @@ class Wanted:
 class Republish:
     """Stale or redelivered: change nothing, publish the stored result again."""
 
-    link: Link
+    answer: Answer
 
 
 @dataclass(frozen=True)
@@ -130,10 +134,13 @@ def wanted_meeting(event: EventUpsert) -> Wanted:
     )
 
 
-def decide(event: SourceEvent, link: Link | None) -> Decision:
+def decide(event: SourceEvent, link: Link | None, pending: PendingRetry | None = None) -> Decision:
+    """``pending``: the event's pending retry, unless ``event`` is that retry being run."""
+    if pending is not None and event.revision <= pending.revision:
+        return Republish(pending.answer)
     if link is not None and event.revision <= link.seen_revision:
-        if link.last_result is not None:
-            return Republish(link)
+        if link.answer is not None:
+            return Republish(link.answer)
         return Remember(link, "stale")
 
     organizer = event.organizer.user_id

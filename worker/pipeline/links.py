@@ -7,7 +7,9 @@ crashed worker never leaves an event locked. When the guard ends, whichever way 
 raised, the first read of the link failed, the task was cancelled, even while waiting for the
 lock), every lock it took is released, or else the connection is closed, which releases them
 too: no pooled connection ever keeps a lock. ``save`` commits at once (autocommit): a write is
-durable before the caller goes on to the next side effect.
+durable before the caller goes on to the next side effect. ``conclude`` stores a message's
+outcome: the link and the event's pending retry (``worker/pipeline/pending.py``: replaced, or
+cleared) in one statement, so a retry never outlives a newer revision's outcome.
 
 A Zoom meeting belongs to at most one event: two links never name the same meeting (a unique
 index, migration 0005); ``save`` raises ``MeetingTaken`` instead. ``hold_creates`` serialises,
@@ -28,6 +30,8 @@ from psycopg.errors import UniqueViolation
 from psycopg.pq import TransactionStatus
 from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool
+
+from worker.pipeline.pending import Answer, PendingRetry, ScheduledRetry
 
 LinkState = Literal["none", "creating", "linked", "cancelled", "deleted"]
 
@@ -67,6 +71,13 @@ class Link:
     def evolve(self, **changes: object) -> Link:
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    @property
+    def answer(self) -> Answer | None:
+        """The result last published about this event, if one is stored."""
+        if self.last_result is None or self.last_result_topic is None:
+            return None
+        return Answer(self.last_message_id or "", self.last_result_topic, self.last_result)
+
 
 class MeetingTaken(Exception):
     """A link was to name a meeting another event's link already names; nothing was stored."""
@@ -86,6 +97,14 @@ class LinkSession(Protocol):
         ``MeetingTaken`` (and nothing stored) when ``link.zoom_meeting_id`` is another event's.
         """
 
+    async def pending(self) -> PendingRetry | None:
+        """The guarded event's pending retry, or None."""
+
+    async def conclude(self, link: Link, retry: ScheduledRetry | None) -> None:
+        """Store a message's outcome: ``link`` as ``save`` does and, in the same statement, the
+        event's pending retry: ``retry`` (replacing any, unclaimed) or none. Durable, all or
+        nothing, when this returns."""
+
     async def hold_creates(self, hosts: Iterable[str]) -> None:
         """Exclusive rights, across processes and until the guard ends, to make meetings with
         these hosts' tokens and to look among their meetings for crashed creates. Taken in a
@@ -103,18 +122,68 @@ class LinkStore(Protocol):
 
 
 _COLUMNS = tuple(Link.__dataclass_fields__)
+_PENDING = tuple(PendingRetry.__dataclass_fields__)
 
 # Advisory lock keys: hashtextextended(text, seed); one seed per kind of thing locked.
 _EVENT_SEED = 7
 _HOST_SEED = 8
 _UNIQUE_MEETING = "event_links_zoom_meeting_id"  # migrations/sql/0005_one_event_per_meeting.sql
 
-# Lock and first read in one round trip: the read happens once the lock is held.
+# Lock and first read (the link and any pending retry) in one round trip: the read happens
+# once the lock is held.
 _LOCK_AND_LOAD = (
-    f"SELECT {', '.join('l.' + c for c in _COLUMNS)} FROM "
-    f"(SELECT pg_advisory_lock(hashtextextended(%s, {_EVENT_SEED}))) AS locked "
-    "LEFT JOIN event_links l ON l.event_id = %s"
+    f"SELECT {', '.join('l.' + c for c in _COLUMNS)}, {', '.join('r.' + c for c in _PENDING)} "
+    f"FROM (SELECT pg_advisory_lock(hashtextextended(%s, {_EVENT_SEED}))) AS locked "
+    "LEFT JOIN event_links l ON l.event_id = %s "
+    "LEFT JOIN retry_schedule r ON r.event_id = %s"
 )
+_SELECT_PENDING = f"SELECT {', '.join(_PENDING)} FROM retry_schedule WHERE event_id = %s"
+_SOURCE = (
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "source_key",
+    "source_value",
+    "header_names",
+    "header_values",
+    "source_timestamp_ms",
+)
+_SCHEDULE = (
+    f"INSERT INTO retry_schedule ({', '.join(_PENDING + _SOURCE)}) "
+    f"VALUES ({', '.join(['%s'] * (len(_PENDING) + len(_SOURCE)))}) "
+    "ON CONFLICT (event_id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _PENDING + _SOURCE if c != "event_id")
+    + ", claimed_by = NULL, claimed_until = NULL, updated_at = now()"
+)
+_UNSCHEDULE = "DELETE FROM retry_schedule WHERE event_id = %s"
+
+
+def _upsert_link() -> str:
+    names = ", ".join(_COLUMNS)
+    marks = ", ".join(["%s"] * len(_COLUMNS))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS if c != "event_id")
+    return (
+        f"INSERT INTO event_links ({names}, updated_at) VALUES ({marks}, now()) "
+        f"ON CONFLICT (event_id) DO UPDATE SET {updates}, updated_at = now()"
+    )
+
+
+_UPSERT_LINK = _upsert_link()
+
+
+def schedule_params(retry: ScheduledRetry) -> tuple[object, ...]:
+    record = retry.record
+    return (
+        *(getattr(retry.pending, c) for c in _PENDING),
+        record.topic,
+        record.partition,
+        record.offset,
+        record.key,
+        record.value,
+        [name for name, _ in record.headers],
+        [value for _, value in record.headers],
+        record.timestamp_ms,
+    )
 
 
 class PostgresLinkStore:
@@ -126,14 +195,21 @@ class PostgresLinkStore:
         async with self._pool.connection() as conn:
             try:
                 await conn.set_autocommit(True)
-                cursor = await conn.execute(_LOCK_AND_LOAD, (event_id, event_id))
+                cursor = await conn.execute(_LOCK_AND_LOAD, (event_id, event_id, event_id))
                 # Reading the row can fail after the lock is taken (a value Python cannot hold):
                 # inside the try, so the lock is released all the same.
                 row = await cursor.fetchone()
-                first = Link(*row) if row is not None and row[0] is not None else None
-                yield _PostgresSession(conn, event_id, first)
+                assert row is not None  # the lock's own row, joined to nothing or to ours
+                link_row, pending_row = row[: len(_COLUMNS)], row[len(_COLUMNS) :]
+                first = Link(*link_row) if link_row[0] is not None else None
+                pending = PendingRetry(*pending_row) if pending_row[0] is not None else None
+                yield _PostgresSession(conn, event_id, first, pending)
             finally:
                 await _release(conn)
+
+
+def _link_params(link: Link) -> tuple[object, ...]:
+    return tuple(getattr(link, c) for c in _COLUMNS)
 
 
 async def _release(conn: AsyncConnection) -> None:
@@ -161,11 +237,19 @@ async def _release(conn: AsyncConnection) -> None:
 
 
 class _PostgresSession:
-    def __init__(self, conn: AsyncConnection, event_id: str, first: Link | None) -> None:
+    def __init__(
+        self,
+        conn: AsyncConnection,
+        event_id: str,
+        first: Link | None,
+        pending: PendingRetry | None,
+    ) -> None:
         self._conn = conn
         self._event_id = event_id
         self._first: Link | None = first
         self._fresh = True  # ``first`` was read under the lock and nothing was saved since
+        self._pending = pending
+        self._pending_fresh = True  # likewise for ``pending``
         self._hosts: set[str] = set()  # hosts whose creates this session holds
 
     async def get(self) -> Link | None:
@@ -179,18 +263,32 @@ class _PostgresSession:
             )
             return await cur.fetchone()
 
+    async def pending(self) -> PendingRetry | None:
+        if self._pending_fresh:
+            return self._pending
+        async with self._conn.cursor(row_factory=class_row(PendingRetry)) as cur:
+            await cur.execute(_SELECT_PENDING, (self._event_id,))
+            return await cur.fetchone()
+
     async def save(self, link: Link) -> None:
+        await self._store(_UPSERT_LINK, _link_params(link), link)
+
+    async def conclude(self, link: Link, retry: ScheduledRetry | None) -> None:
+        self._pending_fresh = False
+        if retry is None:
+            sql = f"WITH unscheduled AS ({_UNSCHEDULE}) {_UPSERT_LINK}"
+            params: tuple[object, ...] = (self._event_id, *_link_params(link))
+        else:
+            assert retry.pending.event_id == self._event_id
+            sql = f"WITH scheduled AS ({_SCHEDULE}) {_UPSERT_LINK}"
+            params = (*schedule_params(retry), *_link_params(link))
+        await self._store(sql, params, link)
+
+    async def _store(self, sql: str, params: tuple[object, ...], link: Link) -> None:
         assert link.event_id == self._event_id
         self._fresh = False
-        names = ", ".join(_COLUMNS)
-        marks = ", ".join(["%s"] * len(_COLUMNS))
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS if c != "event_id")
         try:
-            await self._conn.execute(
-                f"INSERT INTO event_links ({names}, updated_at) VALUES ({marks}, now()) "
-                f"ON CONFLICT (event_id) DO UPDATE SET {updates}, updated_at = now()",
-                tuple(getattr(link, c) for c in _COLUMNS),
-            )
+            await self._conn.execute(sql, params)
         except UniqueViolation as exc:
             if exc.diag.constraint_name == _UNIQUE_MEETING:
                 raise MeetingTaken(link.event_id, link.zoom_meeting_id) from exc

@@ -6,7 +6,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES = Counter(
     "zoom_worker_messages_total",
-    "Source messages handled, by topic and outcome (linked, failed, stale, invalid).",
+    "Source messages handled, by topic and outcome (linked, failed, deferred, stale, invalid...).",
     ["topic", "outcome"],
 )
 FAILURES = Counter(
@@ -37,4 +37,31 @@ POISON = Counter(
     "Source messages the worker failed on every time it tried while Postgres and the broker "
     "answered, parked in the dead-letter topic (reason processing_error), by topic.",
     ["topic"],
+)
+RETRIES_SCHEDULED = Counter(
+    "zoom_worker_retries_scheduled_total",
+    "Failures the worker will retry by itself (first failures and later ones), by reason.",
+    ["reason"],
+)
+RETRIES_RUN = Counter(
+    "zoom_worker_retries_run_total",
+    "Scheduled retries run, by outcome (linked, deferred again, failed, superseded, ...).",
+    ["outcome"],
+)
+RETRIES_EXPIRED = Counter(
+    "zoom_worker_retries_expired_total",
+    "Retries given up past the horizon (failed for good and dead-lettered), by reason.",
+    ["reason"],
+)
+RETRIES_PENDING = Gauge(
+    "zoom_worker_retries_pending",
+    "Events with a retry pending, all replicas together (read from the schedule).",
+)
+RETRIES_DUE = Gauge(
+    "zoom_worker_retries_due",
+    "Pending retries already due and not yet claimed (a backlog when it stays high).",
+)
+RETRY_OLDEST_SECONDS = Gauge(
+    "zoom_worker_retry_oldest_age_seconds",
+    "Age of the oldest pending retry, from its first failure (0 when none is pending).",
 )

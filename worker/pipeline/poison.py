@@ -116,13 +116,22 @@ class PoisonGuard:
         self._policy = policy or RetryPolicy()
 
     async def __call__(self, record: ConsumedRecord) -> None:
+        await self.shield(record, lambda: self._process(record))
+
+    async def shield(
+        self, record: ConsumedRecord, operation: Callable[[], Awaitable[object]]
+    ) -> bool:
+        """Run ``operation`` on ``record``'s behalf under this policy; True when it was parked.
+        (A scheduled retry runs through here too: ``worker/pipeline/retries.py``.)"""
         try:
-            await self._persist(record, "process", lambda: self._process(record))
+            await self._persist(record, "process", operation)
         except _GaveUp as gave_up:
             await self._park(record, gave_up.error, gave_up.attempts)
+            return True
+        return False
 
     async def _persist(
-        self, record: ConsumedRecord, step: str, operation: Callable[[], Awaitable[None]]
+        self, record: ConsumedRecord, step: str, operation: Callable[[], Awaitable[object]]
     ) -> None:
         """Run ``operation`` until it succeeds, outages waited out; ``_GaveUp`` when it failed
         every attempt and the dependencies answer."""
@@ -152,7 +161,7 @@ class PoisonGuard:
                 raise _GaveUp(error, attempts)
             # An outage came and went meanwhile: the message was not at fault; count afresh.
 
-    async def _through_outages(self, operation: Callable[[], Awaitable[None]]) -> None:
+    async def _through_outages(self, operation: Callable[[], Awaitable[object]]) -> None:
         while True:
             await self._dependencies.ready()
             try:

@@ -33,9 +33,11 @@ from schemas.headers import message_headers
 from worker.pipeline.decision import Cancel, Create, Decision, Handover, Update
 from worker.pipeline.failures import Failure
 from worker.pipeline.links import Link
+from worker.pipeline.pending import Answer
 from worker.pipeline.ports import Headers
 
 _RESULT_NS = uuid.UUID("5b0f3b1e-7c1a-4d55-9d0e-6f1c2a9e4b10")
+_NOTICE_NS = uuid.UUID("0d6c2f4e-93a1-4b7e-8c55-2e7f1a9b3d60")
 
 LINKED_MESSAGE: Final = "meeting.linked"
 FAILED_MESSAGE: Final = "meeting.failed"
@@ -50,6 +52,12 @@ ACTION_BY_KIND: dict[EventKind, FailedAction] = {
 
 def result_message_id(source_message_id: str) -> str:
     return str(uuid.uuid5(_RESULT_NS, source_message_id))
+
+
+def notice_message_id(source_message_id: str) -> str:
+    """The id of the one notice that a source is being retried: another id than its outcome's,
+    so a consumer that drops repeated ids still receives the outcome."""
+    return str(uuid.uuid5(_NOTICE_NS, source_message_id))
 
 
 def result_headers(result: MeetingLinked | MeetingFailed) -> Headers:
@@ -93,10 +101,21 @@ def linked(
 
 
 def failed(
-    event: SourceEvent, decision: Decision, failure: Failure, now: datetime
+    event: SourceEvent,
+    decision: Decision,
+    failure: Failure,
+    now: datetime,
+    next_attempt_at: datetime | None = None,
 ) -> MeetingFailed:
+    """The failure of ``event``'s step; with ``next_attempt_at``, the one notice that the worker
+    retries it by itself (under its own id), else the outcome."""
+    message_id = (
+        result_message_id(event.message_id)
+        if next_attempt_at is None
+        else notice_message_id(event.message_id)
+    )
     return MeetingFailed(
-        message_id=result_message_id(event.message_id),
+        message_id=message_id,
         correlation_id=event.message_id,
         event_id=event.event_id,
         revision=event.revision,
@@ -107,6 +126,7 @@ def failed(
         retryable=failure.retryable,
         attempts=failure.attempts,
         failed_at=now,
+        next_attempt_at=next_attempt_at,
     )
 
 
@@ -117,28 +137,33 @@ def invalid(
     return _unprocessed(ids, source_id, kind, FailureReason.INVALID_EVENT, False, 1, now)
 
 
-def answer_for(event: SourceEvent, link: Link, linked_topic: str) -> bytes:
+def answer_for(event: SourceEvent, answer: Answer, linked_topic: str) -> bytes:
     """The stored result, correlated to ``event``: for a stale or redelivered source."""
-    assert link.last_result is not None
-    if link.last_message_id == event.message_id:
-        return link.last_result  # an exact redelivery: byte for byte the same result
+    if answer.message_id == event.message_id:
+        return answer.value  # an exact redelivery: byte for byte the same result
+    stored = _stored(answer, linked_topic)
     update = {
-        "message_id": result_message_id(event.message_id),
+        "message_id": _correlated_id(stored, event.message_id),
         "correlation_id": event.message_id,
     }
-    return _stored(link, linked_topic).model_copy(update=update).to_bytes()
+    return stored.model_copy(update=update).to_bytes()
 
 
-def answer_headers(link: Link, linked_topic: str) -> Headers:
+def answer_headers(answer: Answer, linked_topic: str) -> Headers:
     """The headers for ``answer_for``'s value: those the stored result was first published with."""
-    return result_headers(_stored(link, linked_topic))
+    return result_headers(_stored(answer, linked_topic))
 
 
-def _stored(link: Link, linked_topic: str) -> MeetingLinked | MeetingFailed:
-    assert link.last_result is not None
-    if link.last_result_topic == linked_topic:
-        return parse_linked(link.last_result)
-    return parse_failed(link.last_result)
+def _stored(answer: Answer, linked_topic: str) -> MeetingLinked | MeetingFailed:
+    if answer.topic == linked_topic:
+        return parse_linked(answer.value)
+    return parse_failed(answer.value)
+
+
+def _correlated_id(stored: MeetingLinked | MeetingFailed, source_message_id: str) -> str:
+    if isinstance(stored, MeetingFailed) and stored.next_attempt_at is not None:
+        return notice_message_id(source_message_id)
+    return result_message_id(source_message_id)
 
 
 def failed_action(decision: Decision) -> FailedAction:

@@ -17,8 +17,10 @@ from worker.engine.consumer import Engine, EngineSettings
 from worker.pipeline.admission import Admission
 from worker.pipeline.crashpoints import CrashPoints
 from worker.pipeline.links import PostgresLinkStore
+from worker.pipeline.pending import RetryPolicy, ScheduledRetry
 from worker.pipeline.poison import PoisonGuard
 from worker.pipeline.processor import Processor, Topics
+from worker.pipeline.retries import PostgresRetryQueue, RetryRunner, RunnerSettings
 from worker.runtime import kafka
 from worker.runtime.config import Settings
 from worker.runtime.dependencies import DependencyMonitor, broker_probe, database_probe
@@ -27,6 +29,7 @@ from worker.runtime.http import http_client
 from worker.runtime.publisher import KafkaPublisher
 from worker.runtime.resources import open_pool, stop_on_signals, token_store
 from worker.zoom import ZoomMeetings
+from worker.zoom.breaker import BreakerConfig, CircuitBreaker
 
 log = get_logger("worker.runtime.app")
 
@@ -60,7 +63,14 @@ def pool_size(max_in_flight: int) -> int:
     return 2 * max_in_flight + 8
 
 
-async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
+async def run(
+    settings: Settings, stop: asyncio.Event | None = None, *, crash: CrashPoints | None = None
+) -> int:
+    """Run the worker until ``stop`` is set (or SIGTERM/SIGINT); 0 after a clean shutdown.
+
+    ``crash`` arms the crash-recovery hook: only the dev tooling passes one
+    (``devservices.crashing_worker``); ``zoom-worker run`` never does.
+    """
     stop = stop_on_signals(stop)
     async with AsyncExitStack() as stack:
         pool = await open_pool(
@@ -76,6 +86,15 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
             api_base_url=settings.zoom_api_base_url,
             tokens=tokens,
             retry_budget_seconds=settings.zoom_retry_budget_seconds,
+            breaker=CircuitBreaker(
+                "zoom_api",
+                BreakerConfig(
+                    failure_ratio=settings.breaker_failure_ratio,
+                    min_calls=settings.breaker_min_calls,
+                    window_seconds=settings.breaker_window_seconds,
+                    probe_interval_seconds=settings.breaker_probe_interval_seconds,
+                ),
+            ),
         )
         producer = kafka.producer(settings)
         await producer.start()
@@ -96,12 +115,31 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
             links=PostgresLinkStore(pool),
             meetings=meetings,
             publisher=publisher,
-            crash=CrashPoints.from_env(),
+            crash=crash,
             admission=Admission(settings.max_in_flight, settings.max_in_flight_per_organizer),
+            retry_policy=RetryPolicy(
+                delays_seconds=settings.retry_delays_seconds,
+                horizon_seconds=settings.retry_horizon_seconds,
+            ),
         )
         # An unexpected error on one message is retried, then the message parked; a dependency
         # outage is waited out (worker/pipeline/poison.py).
         handler = PoisonGuard(processor, topics=topics, publisher=publisher, dependencies=monitor)
+
+        async def run_retry(scheduled: ScheduledRetry) -> bool:
+            return await handler.shield(scheduled.record, lambda: processor.retry(scheduled))
+
+        retries = RetryRunner(
+            PostgresRetryQueue(pool, lease_seconds=settings.retry_lease_seconds),
+            run_retry,
+            meetings.breaker,
+            settings=RunnerSettings(
+                poll_seconds=settings.retry_poll_seconds,
+                rate_per_second=settings.retry_rate_per_second,
+                grace_seconds=settings.shutdown_grace_seconds,
+            ),
+            ready=monitor.ready,
+        )
         engine = Engine(
             kafka.consumer(settings),
             handler,
@@ -124,6 +162,12 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
         }
         await stack.enter_async_context(serving(health_app(checks), settings.http_port))
         log.info("worker starting", group=settings.kafka_group_id, topics=settings.event_topics)
-        await engine.run(stop)
+        # Scheduled retries run beside the consumer and stop with it, before the producer closes.
+        retrying = asyncio.create_task(retries.run(stop), name="retry-runner")
+        try:
+            await engine.run(stop)
+        finally:
+            stop.set()
+            await retrying
         log.info("worker stopped")
     return 0

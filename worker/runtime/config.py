@@ -7,12 +7,22 @@ when they are the thing that is wrong.
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import ClassVar, Literal, TypeVar, overload
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from token_store.crypto import KeyRing
 
@@ -33,6 +43,9 @@ EXAMPLES: dict[str, str] = {
     "LOG_FORMAT": "json",
     "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
     "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+    "KAFKA_SSL_CAFILE": "/etc/kafka-tls/ca.crt",
+    "KAFKA_SSL_CERTFILE": "/etc/kafka-tls/tls.crt",
+    "KAFKA_SSL_KEYFILE": "/etc/kafka-tls/tls.key",
     "MAX_IN_FLIGHT": "64",
 }
 
@@ -40,6 +53,7 @@ _HOST_PORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
 
 # A command names the sections it needs; each section is the variables it cannot do without.
 Requirement = str
+T = TypeVar("T")
 
 
 class ServiceSettings(BaseModel):
@@ -87,10 +101,14 @@ class ServiceSettings(BaseModel):
 
     @field_validator("zoom_api_base_url", "zoom_oauth_base_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _zoom_url(cls, value: str) -> str:
+        # Tokens and client secrets travel on these: https (TLS 1.3, worker/runtime/http.py),
+        # plain http only to this host (the emulator, a local proxy).
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http(s):// URL")
+            raise ValueError("must be an http(s):// URL: https://, or http:// to a loopback host")
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            raise ValueError("must be https:// (http:// only to localhost, 127.0.0.0/8 or ::1)")
         return value.rstrip("/")
 
     def key_ring(self) -> KeyRing:
@@ -122,11 +140,19 @@ class Settings(ServiceSettings):
         "PLAINTEXT", alias="KAFKA_SECURITY_PROTOCOL"
     )
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
-        None, alias="KAFKA_SASL_MECHANISM"
+        None, alias="KAFKA_SASL_MECHANISM", validate_default=True
     )
-    kafka_sasl_username: str | None = Field(None, alias="KAFKA_SASL_USERNAME")
-    kafka_sasl_password: SecretStr | None = Field(None, alias="KAFKA_SASL_PASSWORD")
+    kafka_sasl_username: str | None = Field(
+        None, alias="KAFKA_SASL_USERNAME", validate_default=True
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        None, alias="KAFKA_SASL_PASSWORD", validate_default=True
+    )
+    # TLS to the brokers (SSL, SASL_SSL): the CA bundle that signed them (default: the system's)
+    # and a client certificate with its key, for brokers that require one.
     kafka_ssl_cafile: str | None = Field(None, alias="KAFKA_SSL_CAFILE")
+    kafka_ssl_certfile: str | None = Field(None, alias="KAFKA_SSL_CERTFILE")
+    kafka_ssl_keyfile: str | None = Field(None, alias="KAFKA_SSL_KEYFILE")
     # Brokers without InitProducerId (Tansu) need this off; real Kafka keeps it on.
     kafka_enable_idempotence: bool = Field(True, alias="KAFKA_ENABLE_IDEMPOTENCE")
     kafka_session_timeout_ms: int = Field(10_000, alias="KAFKA_SESSION_TIMEOUT_MS", ge=1000)
@@ -137,6 +163,34 @@ class Settings(ServiceSettings):
     shutdown_grace_seconds: float = Field(25.0, alias="SHUTDOWN_GRACE_SECONDS", gt=0)
     zoom_retry_budget_seconds: float = Field(30.0, alias="ZOOM_RETRY_BUDGET_SECONDS", gt=0)
     database_pool_timeout_seconds: float = Field(30.0, alias="DATABASE_POOL_TIMEOUT_SECONDS", gt=0)
+    # Retries the worker does by itself (worker/pipeline/pending.py, retries.py).
+    retry_delays_seconds: tuple[float, ...] = Field(
+        (10.0, 60.0, 300.0, 900.0, 1800.0), alias="RETRY_DELAYS_SECONDS", min_length=1
+    )
+    retry_horizon_seconds: float = Field(86_400.0, alias="RETRY_HORIZON_SECONDS", gt=0)
+    retry_rate_per_second: float = Field(10.0, alias="RETRY_RATE_PER_SECOND", gt=0)
+    retry_poll_seconds: float = Field(1.0, alias="RETRY_POLL_SECONDS", gt=0)
+    retry_lease_seconds: float = Field(300.0, alias="RETRY_LEASE_SECONDS", gt=0)
+    # The circuit breaker on Zoom (worker/zoom/breaker.py).
+    breaker_failure_ratio: float = Field(0.5, alias="BREAKER_FAILURE_RATIO", gt=0, le=1)
+    breaker_min_calls: int = Field(10, alias="BREAKER_MIN_CALLS", ge=1)
+    breaker_window_seconds: float = Field(10.0, alias="BREAKER_WINDOW_SECONDS", gt=0)
+    breaker_probe_interval_seconds: float = Field(5.0, alias="BREAKER_PROBE_INTERVAL_SECONDS", gt=0)
+
+    @field_validator("retry_delays_seconds", mode="before")
+    @classmethod
+    def _delays(cls, value: object) -> object:
+        # "10,60,300": a comma-separated list, as an environment variable holds it.
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("retry_delays_seconds")
+    @classmethod
+    def _positive_delays(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if min(value) <= 0:
+            raise ValueError("every delay must be positive")
+        return value
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod
@@ -145,9 +199,51 @@ class Settings(ServiceSettings):
             raise ValueError("must be a comma-separated list of host:port")
         return value
 
+    @field_validator("kafka_sasl_mechanism")
+    @classmethod
+    def _sasl_mechanism(cls, value: str | None, info: ValidationInfo) -> str | None:
+        protocol = info.data.get("kafka_security_protocol")
+        if protocol is not None and protocol.startswith("SASL_") and value is None:
+            raise ValueError(f"is required when KAFKA_SECURITY_PROTOCOL is {protocol}")
+        if protocol is not None and not protocol.startswith("SASL_") and value is not None:
+            raise ValueError(f"is set but KAFKA_SECURITY_PROTOCOL {protocol} uses no SASL")
+        return value
+
+    @field_validator("kafka_sasl_username", "kafka_sasl_password")
+    @classmethod
+    def _sasl_credential(cls, value: T, info: ValidationInfo) -> T:
+        if value is None and info.data.get("kafka_sasl_mechanism") is not None:
+            raise ValueError("is required when KAFKA_SASL_MECHANISM is set")
+        return value
+
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+    @classmethod
+    def _ssl_file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Set with a protocol that uses no TLS, a file would be ignored: plaintext, silently.
+        if value is None:
+            return value
+        protocol = info.data.get("kafka_security_protocol")
+        if protocol is not None and not protocol.endswith("SSL"):
+            raise ValueError(f"is set but KAFKA_SECURITY_PROTOCOL {protocol} uses no TLS")
+        if not os.path.isfile(value):
+            raise ValueError("names no file")
+        if info.field_name == "kafka_ssl_keyfile" and info.data.get("kafka_ssl_certfile") is None:
+            raise ValueError("is set without KAFKA_SSL_CERTFILE")
+        return value
+
     @property
     def event_topics(self) -> tuple[str, str, str]:
         return (self.topic_event_created, self.topic_event_updated, self.topic_event_deleted)
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1: the only hosts Zoom may be reached at over http."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class ConfigError(Exception):
@@ -182,6 +278,8 @@ def load_settings(
     except ValidationError as exc:
         for error in exc.errors(include_input=False, include_url=False):
             name = str(error["loc"][0]) if error["loc"] else "configuration"
+            field = model.model_fields.get(name)  # a default checked: named by field, not alias
+            name = field.alias if field is not None and field.alias else name
             problems.append(_line(name, _describe(error["msg"]), model.EXAMPLES))
         raise ConfigError(problems) from None
     if problems:

@@ -1,12 +1,20 @@
-"""Kafka clients built from settings: security pass-through, one place for client options."""
+"""Kafka clients built from settings: security pass-through, one place for client options.
+
+``KAFKA_SECURITY_PROTOCOL`` ``SSL`` or ``SASL_SSL`` encrypts every connection to the brokers
+with a context from aiokafka's ``create_ssl_context``: brokers' certificates and host names
+verified against ``KAFKA_SSL_CAFILE`` (the system's CAs when unset), and the client certificate
+``KAFKA_SSL_CERTFILE`` (key in ``KAFKA_SSL_KEYFILE`` or in the same file) presented to brokers
+that ask. ``SASL_*`` adds ``KAFKA_SASL_MECHANISM`` with user name and password; the password
+is read here and nowhere else, never logged. The settings check they fit together.
+"""
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.helpers import create_ssl_context
 
 from worker.runtime.config import Settings
 
@@ -18,7 +26,11 @@ def _common(settings: Settings) -> dict[str, Any]:
         "client_id": "zoom-worker",
     }
     if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+        options["ssl_context"] = create_ssl_context(
+            cafile=settings.kafka_ssl_cafile,
+            certfile=settings.kafka_ssl_certfile,
+            keyfile=settings.kafka_ssl_keyfile,
+        )
     if settings.kafka_sasl_mechanism:
         options["sasl_mechanism"] = settings.kafka_sasl_mechanism
         options["sasl_plain_username"] = settings.kafka_sasl_username

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -28,6 +28,12 @@ HOSTING_NOT_ALLOWED = 3161
 NO_PERMISSION = 200
 
 
+def next_daily_reset(now: datetime) -> datetime:
+    """The next 00:00 UTC after ``now``: when Zoom resets a host's daily limits."""
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today + timedelta(days=1)
+
+
 def body_of(response: httpx.Response) -> dict[str, Any] | None:
     """The JSON object Zoom sent, or None (empty, HTML from an edge proxy, not an object)."""
     try:
@@ -50,9 +56,15 @@ def error_for(operation: str, response: httpx.Response, now: datetime) -> ZoomEr
         return ZoomAuthorizationRejected(text, **kwargs)
     if status == 429:
         daily = response.headers.get("X-RateLimit-Type", "").lower() == "daily-limit"
-        if daily or "daily rate limit" in message.lower():
-            return ZoomDailyLimitReached(text, **kwargs)
         retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
+        if daily or "daily rate limit" in message.lower():
+            # Zoom resets daily limits at 00:00 UTC; its answer may say when, or may not.
+            resets_at = (
+                now + timedelta(seconds=retry_after)
+                if retry_after is not None
+                else next_daily_reset(now)
+            )
+            return ZoomDailyLimitReached(text, resets_at=resets_at, **kwargs)
         return ZoomRateLimited(text, retry_after=retry_after, **kwargs)
     if status >= 500:
         return ZoomUnavailable(text, **kwargs)

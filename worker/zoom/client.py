@@ -1,9 +1,12 @@
 """``ZoomMeetings``: Zoom's Meetings API for a Talivo user, with rate limiting and retries.
 
-Per call: get the user's grant from the token port, wait for the Zoom account's bucket, send.
-Connect errors, timeouts, 5xx and per-second 429s are retried with exponential backoff and
-full jitter (or after ``Retry-After``) within a total time budget; other 4xx never are. A
-401/124 leads to one token refresh and one retry. A create whose answer was lost (timeout
+Per call: ask the circuit breaker (``breaker.py``: nothing is sent, not even a token refresh,
+while Zoom is failing most calls), get the user's grant from the token port, for a create or
+update check the host is not at its daily limit (``daily.py``), wait for the Zoom account's
+bucket, send. Connect errors, timeouts, 5xx and per-second 429s are retried with exponential
+backoff and full jitter (or after ``Retry-After``) within a total time budget; other 4xx never
+are, nor is a refusal by the breaker or the daily limit (the worker's retry schedule waits those
+out). A 401/124 leads to one token refresh and one retry. A create whose answer was lost (timeout
 after sending, dropped connection) is not re-sent here: that could make a second meeting, so
 it fails with ``ZoomUnavailable(outcome_unknown=True)`` and the worker looks the meeting up.
 """
@@ -25,8 +28,12 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from token_store.models import ZoomGrant
 from worker.zoom.answers import body_of, error_for
 from worker.zoom.backoff import Backoff
+from worker.zoom.breaker import CircuitBreaker
+from worker.zoom.daily import DailyLimits
 from worker.zoom.errors import (
     ZoomAuthorizationRejected,
+    ZoomCircuitOpen,
+    ZoomDailyLimitReached,
     ZoomError,
     ZoomRateLimited,
     ZoomUnavailable,
@@ -58,11 +65,12 @@ class _Operation:
     method: str
     category: Category
     idempotent: bool
+    daily: bool = False  # counts toward the host's daily limit
 
 
-CREATE = _Operation("create_meeting", "POST", "Medium", idempotent=False)
+CREATE = _Operation("create_meeting", "POST", "Medium", idempotent=False, daily=True)
 GET = _Operation("get_meeting", "GET", "Light", idempotent=True)
-UPDATE = _Operation("update_meeting", "PATCH", "Light", idempotent=True)
+UPDATE = _Operation("update_meeting", "PATCH", "Light", idempotent=True, daily=True)
 DELETE = _Operation("delete_meeting", "DELETE", "Light", idempotent=True)
 LIST = _Operation("list_meetings", "GET", "Light", idempotent=True)
 
@@ -84,6 +92,8 @@ class ZoomMeetings:
         backoff_base_seconds: float = 0.2,
         backoff_cap_seconds: float = 10.0,
         limiter: AccountRateLimiter | None = None,
+        breaker: CircuitBreaker | None = None,
+        daily_limits: DailyLimits | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         now: Callable[[], datetime] = _utcnow,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -96,6 +106,8 @@ class ZoomMeetings:
         self._budget = retry_budget_seconds
         self._backoff = Backoff(backoff_base_seconds, backoff_cap_seconds)
         self._limiter = limiter or AccountRateLimiter()
+        self.breaker = breaker or CircuitBreaker("zoom_api")
+        self._daily = daily_limits or DailyLimits()
         self._timeout = timeout
         self._now = now
         self._sleep = sleep
@@ -143,16 +155,24 @@ class ZoomMeetings:
         json: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
     ) -> httpx.Response:
+        self.breaker.check()
         grant = await self._tokens.get_access_token(user_id)
         attempts = 0
         started = time.monotonic()
 
         async def attempt_once() -> httpx.Response:
             nonlocal attempts
+            if op.daily:
+                self._daily.check(user_id, self._now())
+            probe = self.breaker.admit()  # before counting: a refused call is not an attempt
             attempts += 1
-            waited = await self._limiter.acquire(grant.zoom_account_id, op.category)
+            try:
+                waited = await self._limiter.acquire(grant.zoom_account_id, op.category)
+            except BaseException:
+                self.breaker.record(probe, None)
+                raise
             RATE_LIMIT_WAIT_SECONDS.labels(op.category).observe(waited)
-            return await self._send(op, grant, path, json, params)
+            return await self._send(op, grant, path, json, params, probe)
 
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda exc: self._should_retry(op, exc)),
@@ -174,6 +194,8 @@ class ZoomMeetings:
                         return await attempt_once()
         except ZoomError as exc:
             exc.attempts = attempts
+            if isinstance(exc, ZoomDailyLimitReached) and exc.status is not None:
+                self._daily.reached(user_id, exc.resets_at)
             if exc.retryable and self._should_retry(op, exc):
                 exc.add_note(
                     f"gave up after {attempts} attempts in "
@@ -183,10 +205,11 @@ class ZoomMeetings:
         raise AssertionError("unreachable: tenacity either returns or raises")
 
     def _should_retry(self, op: _Operation, exc: BaseException) -> bool:
-        if not isinstance(exc, ZoomError) or not exc.retryable:
+        if isinstance(exc, ZoomRateLimited):
+            return True
+        if not isinstance(exc, ZoomUnavailable) or isinstance(exc, ZoomCircuitOpen):
             return False
-        unknown = isinstance(exc, ZoomUnavailable) and exc.outcome_unknown
-        return op.idempotent or not unknown
+        return op.idempotent or not exc.outcome_unknown
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -221,7 +244,10 @@ class ZoomMeetings:
         path: str,
         json: dict[str, Any] | None,
         params: dict[str, str] | None,
+        probe: bool,
     ) -> httpx.Response:
+        """Send once; tells the breaker how it went (``probe``: this call is its probe)."""
+        failed: bool | None = None  # for the breaker: None says nothing about Zoom
         status = "error"
         started = time.monotonic()
         try:
@@ -235,17 +261,24 @@ class ZoomMeetings:
                 follow_redirects=False,
             )
             status = str(response.status_code)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            failed = response.status_code >= 500
+        except httpx.PoolTimeout as exc:  # our own pool is exhausted: nothing about Zoom
+            raise ZoomUnavailable(f"{op.endpoint}: cannot connect ({type(exc).__name__})") from exc
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            failed = True
             raise ZoomUnavailable(f"{op.endpoint}: cannot connect ({type(exc).__name__})") from exc
         except httpx.TimeoutException as exc:
+            failed = True
             raise ZoomUnavailable(
                 f"{op.endpoint}: no answer in time ({type(exc).__name__})", outcome_unknown=True
             ) from exc
         except httpx.TransportError as exc:
+            failed = True
             raise ZoomUnavailable(
                 f"{op.endpoint}: connection lost ({type(exc).__name__})", outcome_unknown=True
             ) from exc
         finally:
+            self.breaker.record(probe, failed)
             ZOOM_REQUEST_SECONDS.labels(op.endpoint).observe(time.monotonic() - started)
             ZOOM_REQUESTS.labels(op.endpoint, status).inc()  # "error": no answer came
         if response.is_success:

@@ -5,12 +5,17 @@ whether trying again later may help, and how many HTTP attempts were made::
 
     ZoomError
     ├── ZoomUnavailable            zoom_unavailable          retryable  (connect errors, timeouts,
-    │                                                                   5xx, non-JSON 5xx, budget
-    │                                                                   spent; ``outcome_unknown``
-    │                                                                   when Zoom may have acted)
+    │   │                                                               5xx, non-JSON 5xx, budget
+    │   │                                                               spent; ``outcome_unknown``
+    │   │                                                               when Zoom may have acted)
+    │   └── ZoomCircuitOpen        zoom_unavailable          retryable  (not sent: most calls
+    │                                                                   failed lately; the breaker
+    │                                                                   probes in ``retry_after``)
     ├── ZoomRateLimited            zoom_rate_limited         retryable  (per-second 429s outlasted
     │                                                                   the retry budget)
-    ├── ZoomDailyLimitReached      zoom_daily_limit_reached  permanent  (100 writes/host/day)
+    ├── ZoomDailyLimitReached      zoom_daily_limit_reached  retryable  (100 writes/host/day: after
+    │                                                                   ``resets_at``; held back
+    │                                                                   until then, not sent)
     ├── ZoomAuthorizationRejected  zoom_authorization_expired permanent (401/124 again after one
     │                                                                   refresh and retry)
     ├── NotMeetingHost             not_meeting_host          permanent  (code 200, 3000-range)
@@ -26,6 +31,8 @@ Messages hold status, Zoom's code and message, never a token.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from schemas.reasons import FailureReason
 
@@ -67,6 +74,14 @@ class ZoomUnavailable(ZoomError):
         self.outcome_unknown = outcome_unknown
 
 
+class ZoomCircuitOpen(ZoomUnavailable):
+    """Not sent: Zoom failed most calls lately (``worker/zoom/breaker.py``)."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, attempts=0)
+        self.retry_after: float | None = retry_after  # seconds until the breaker's next probe
+
+
 class ZoomRateLimited(ZoomError):
     reason = FailureReason.ZOOM_RATE_LIMITED
     retryable = True
@@ -86,6 +101,19 @@ class ZoomRateLimited(ZoomError):
 
 class ZoomDailyLimitReached(ZoomError):
     reason = FailureReason.ZOOM_DAILY_LIMIT_REACHED
+    retryable = True  # after the reset, not within the client's retry budget
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        resets_at: datetime,
+        status: int | None = 429,
+        code: int | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message, status=status, code=code, attempts=attempts)
+        self.resets_at = resets_at  # when the host may create and update again
 
 
 class ZoomAuthorizationRejected(ZoomError):

@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -42,6 +44,18 @@ def qps_refusal(category: Category, limit: int, retry_after: str | None) -> Refu
     return Refusal(429, {"code": 4001, "message": QPS_MESSAGE}, headers)
 
 
+def daily_refusal(world: World) -> Refusal:
+    headers: dict[str, str] = {}
+    if world.daily_limit_headers:
+        now = world.now()
+        midnight = datetime.combine(now.date() + timedelta(days=1), time(0), tzinfo=UTC)
+        headers = {
+            "Retry-After": str(math.ceil((midnight - now).total_seconds())),
+            "X-RateLimit-Type": "Daily-limit",
+        }
+    return Refusal(429, {"code": 429, "message": DAILY_MESSAGE}, headers)
+
+
 Handler = Callable[[Request, UserRecord], Awaitable[Response]]
 
 
@@ -60,7 +74,7 @@ def routes(world: World) -> list[Route]:
                 ):
                     raise zoom_error(404, 1001, f"User does not exist: {_user_ref(request)}.")
                 if daily and not world.limits.take_daily(user.id, world.now().date()):
-                    raise Refusal(429, {"code": 429, "message": DAILY_MESSAGE})
+                    raise daily_refusal(world)
                 response = await handler(request, user)
             except Refusal as refusal:
                 response = JSONResponse(refusal.body, refusal.status, headers=refusal.headers)

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Route
 
 from devservices.zoom_emulator.state import DEFAULT_SCOPES, Refusal, World, oauth_error
@@ -38,6 +45,40 @@ def _refused(refusal: Refusal) -> Response:
     return JSONResponse(refusal.body, refusal.status, headers=refusal.headers)
 
 
+_CONSENT_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Authorize app - Zoom emulator</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body style="font-family: sans-serif; max-width: 36em; margin: 4em auto">
+<h1>Zoom emulator</h1>
+<p>The app <strong>{client_id}</strong> would like to access your Zoom account:</p>
+<ul>{scopes}</ul>
+<form method="post" action="/oauth/authorize">{hidden}
+<p><label>Signed in as <input name="login" type="text" value="{login}" required></label></p>
+<p><button type="submit" name="decision" value="allow">Allow</button>
+<button type="submit" name="decision" value="deny">Deny</button></p>
+</form></body></html>
+"""
+
+
+def _consent_page(world: World, params: dict[str, str]) -> Response:
+    """Zoom's consent page for a browser: a form that posts the authorize parameters back with
+    who is signed in (``login``, filled in when the emulator has one user) and the button."""
+    with world.lock:
+        emails = [u.email for u in world.users.values()]
+    esc = html.escape
+    hidden = "".join(
+        f'\n<input type="hidden" name="{esc(k)}" value="{esc(v)}">'
+        for k, v in params.items()
+        if k not in ("login", "decision")
+    )
+    scopes = "".join(f"<li>{esc(s)}</li>" for s in (params.get("scope") or DEFAULT_SCOPES).split())
+    login = params.get("login") or (emails[0] if len(emails) == 1 else "")
+    body = _CONSENT_PAGE.format(
+        client_id=esc(world.client_id), scopes=scopes, hidden=hidden, login=esc(login)
+    )
+    return HTMLResponse(body, headers={"Cache-Control": "no-store"})
+
+
 def routes(world: World) -> list[Route]:
     async def token(request: Request) -> Response:
         params = await _params(request)
@@ -66,15 +107,18 @@ def routes(world: World) -> list[Route]:
         return JSONResponse({"status": "success"})
 
     async def authorize(request: Request) -> Response:
-        """No browser here: ``login`` (email or user id) names who is signed in, and
-        ``decision`` (``allow``, the default, or ``deny``) what they click. Deny sends the
-        browser back with ``error=access_denied`` (and the state), as Zoom does.
+        """``login`` (email or user id) names who is signed in, and ``decision`` (``allow``,
+        the default, or ``deny``) what they click. Deny sends the browser back with
+        ``error=access_denied`` (and the state), as Zoom does.
 
-        Without ``login`` the only user of the emulator is assumed.
+        Without ``login`` the only user of the emulator is assumed. A browser (``Accept:
+        text/html``) that has not decided gets the consent page, whose form posts here.
         """
-        q = request.query_params
+        q = await _params(request)
         if q.get("response_type") != "code" or q.get("client_id") != world.client_id:
             return PlainTextResponse("Invalid client_id or response_type", 400)
+        if "decision" not in q and "text/html" in request.headers.get("accept", ""):
+            return _consent_page(world, q)
         redirect_uri = q.get("redirect_uri", "")
         login = q.get("login")
         with world.lock:
@@ -97,5 +141,5 @@ def routes(world: World) -> list[Route]:
     return [
         Route("/oauth/token", token, methods=["POST"]),
         Route("/oauth/revoke", revoke, methods=["POST"]),
-        Route("/oauth/authorize", authorize, methods=["GET"]),
+        Route("/oauth/authorize", authorize, methods=["GET", "POST"]),
     ]

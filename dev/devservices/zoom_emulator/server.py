@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -212,6 +212,24 @@ class ZoomEmulator:
     @daily_limit.setter
     def daily_limit(self, value: int) -> None:
         self._world.limits.daily_limit = value
+
+    @property
+    def clock_offset(self) -> timedelta:
+        """How far the emulator's clock runs ahead of the wall clock (daily limits, tokens)."""
+        return self._world.clock_offset
+
+    @clock_offset.setter
+    def clock_offset(self, value: timedelta) -> None:
+        self._world.clock_offset = value
+
+    @property
+    def daily_limit_headers(self) -> bool:
+        """Whether the daily-limit 429 carries ``Retry-After`` and ``X-RateLimit-Type``."""
+        return self._world.daily_limit_headers
+
+    @daily_limit_headers.setter
+    def daily_limit_headers(self, value: bool) -> None:
+        self._world.daily_limit_headers = value
 
     def set_daily_used(self, user_id: str, used: int, day: date | None = None) -> None:
         """Pretend ``user_id`` already made ``used`` create/update calls today (UTC)."""

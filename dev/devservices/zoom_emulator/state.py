@@ -73,7 +73,13 @@ class World:
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
-        self.now: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
+        wall: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
+        # The emulator's clock may run ahead (tests of the daily reset at 00:00 UTC).
+        self.clock_offset = timedelta(0)
+        self.now: Callable[[], datetime] = lambda: wall() + self.clock_offset
+        # Zoom's daily-limit 429 "may come without Retry-After or X-RateLimit-Type": off by
+        # default; on, it carries both (Retry-After: seconds until 00:00 UTC).
+        self.daily_limit_headers = False
         self.lock = threading.RLock()
         self.limits = RateLimits(monotonic)
         self.access_token_ttl = 3599
@@ -97,6 +103,8 @@ class World:
             self._clear()
             self.access_token_ttl = 3599
             self.limits.reset()
+            self.clock_offset = timedelta(0)
+            self.daily_limit_headers = False
 
     def _secret(self, nbytes: int = 32) -> str:
         value = secrets.token_urlsafe(nbytes)
@@ -213,6 +221,8 @@ class World:
             return answer["access_token"], answer["refresh_token"]
 
     def revoke(self, token: str | None) -> None:
+        """Withdraw the grant behind an access or refresh token. A token of a grant already
+        revoked is refused like one never issued: 400 "Invalid Token!"."""
         with self.lock:
             grant_id: int | None = None
             if token and token in self.access_tokens:
@@ -221,7 +231,7 @@ class World:
                 for grant in self.grants.values():
                     if token and secrets.compare_digest(grant.refresh_token, token):
                         grant_id = grant.id
-            if grant_id is None:
+            if grant_id is None or self.grants[grant_id].revoked:
                 raise oauth_error(400, "Invalid Token!", "invalid_request")
             self.grants[grant_id].revoked = True
 
