@@ -19,6 +19,12 @@ $(STAMP): pyproject.toml dev/pyproject.toml constraints.txt
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else echo "notice: no chromium: the browser tests (tests/browser) will skip"; fi; }
+	@# promtool and the Prometheus server check the chart's alerts and dashboard (tests/ops);
+	@# without them those tests skip, and fail under CI=true.
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else echo "notice: no promtool/prometheus: the alert and dashboard checks (tests/ops) will skip"; fi; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]' -e ./dev
@@ -75,3 +81,16 @@ AUDIT_FLAGS ?=
 audit: $(STAMP)
 	$(BIN)/pip-audit --requirement constraints.txt --no-deps --disable-pip --strict \
 	  --vulnerability-service $(AUDIT_SERVICE) --progress-spinner off $(AUDIT_FLAGS)
+
+# The Grafana dashboard as code (devservices.dashboards, grafana-foundation-sdk): regenerate
+# the JSON the chart ships; tests/ops fails when the checked-in file is stale.
+.PHONY: dashboards
+dashboards: $(STAMP)
+	$(BIN)/python -m devservices.dashboards helm/zoom-worker/dashboards/zoom-worker.json
+
+# The hostile review's attacks (tests/attacks, about 4 minutes): frozen and killed workers,
+# crossing leases, 429 storms. Not part of `make test` or CI; the ones that still succeed are
+# marked xfail with the limitation they show.
+.PHONY: attack
+attack: $(STAMP)
+	ATTACK=1 $(BIN)/pytest -q -m attack tests/attacks

@@ -17,10 +17,9 @@ from typing import Any
 
 import psutil
 
-from bench import scenarios
+from bench import replicas, scenarios
 from bench.report import table
 from bench.stack import Stack, connect_users, stack
-from worker.runtime.app import pool_size
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 
@@ -43,6 +42,10 @@ def _args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--fair-rate", type=float, default=20, help="others' messages per second")
     p.add_argument("--fair-backlog", type=int, default=600, help="the hot account's backlog")
     p.add_argument("--fair-latency", type=float, default=50)
+    p.add_argument("--replicas", default="1,2,4", help="replica counts sharing one account")
+    p.add_argument("--replicas-backlog", type=int, default=400, help="the one account's creates")
+    p.add_argument("--calm-rate", type=float, default=4, help="the calm account's events/s")
+    p.add_argument("--only", default="", help="run only these scenarios (e.g. replicas)")
     p.add_argument("--profile", default="", help="write a pyinstrument profile of the 0 ms run")
     p.add_argument("--out", default=str(RESULTS))
     return p.parse_args(argv)  # fmt: skip
@@ -71,15 +74,26 @@ async def _run(s: Stack, args: argparse.Namespace) -> dict[str, Any]:
         "setup": {
             "broker": s.broker,
             "max_in_flight": args.max_in_flight,
-            "db_pool": pool_size(args.max_in_flight),
+            "db_pool": 16,  # DATABASE_POOL_SIZE's default
             "partitions": 12,
             "organizers": len(s.organizers),
             "zoom_accounts": args.accounts,
-            "plan": "pro (emulator: 20 creates/s, 30 light/s per account; worker paces 16+4)",
+            "plan": "pro (emulator: 20 creates/s, 30 light/s per account; every replica "
+            "takes its slots from one schedule per account: 18.4/s and a burst of 1)",
             "daily_limit": "raised to 1e9 on the emulator",
             "workload": "each event created; 50% also updated; 10% also deleted",
         },
     }
+    only = set(filter(None, args.only.split(",")))
+    if args.replicas and (not only or "replicas" in only):
+        counts = [int(n) for n in args.replicas.split(",")]
+        calm = [u for u in s.organizers if s.account_of[u] == s.account_of[s.organizers[0]]]
+        print(f"replicas sharing one Zoom account ({', '.join(map(str, counts))}):", flush=True)
+        out["replicas"] = await replicas.replicas(
+            s, hot, calm, counts, args.replicas_backlog, args.calm_rate, env
+        )
+    if only and "throughput" not in only:
+        return out
     print("throughput and latency (backlog, naive vs worker):", flush=True)
     out["throughput"] = await scenarios.throughput(
         s, latencies, args.messages, naive, env, args.profile or None
@@ -120,7 +134,8 @@ def all_ok(out: dict[str, Any]) -> bool:
     checks = [r["worker"]["checks"] for r in rows]
     if "memory" in out:
         checks.append(out["memory"]["checks"])
-    return all(c.get("ok") for c in checks)
+    linked = all(r["linked"] >= r["hot_backlog"] for r in out.get("replicas", {}).get("rows", []))
+    return linked and all(c.get("ok") for c in checks)
 
 
 if __name__ == "__main__":

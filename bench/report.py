@@ -19,7 +19,7 @@ def _ok(checks: dict[str, Any]) -> str:
 
 def table(out: dict[str, Any]) -> str:
     m, s = out["machine"], out["setup"]
-    lines = [
+    lines: list[str] = [
         f"\nmachine: {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}, "
         f"{m['platform']}",
         f"setup: broker {s.get('broker', '?')}, MAX_IN_FLIGHT={s['max_in_flight']} "
@@ -59,6 +59,25 @@ def table(out: dict[str, Any]) -> str:
                 f"{calm['others_e2e_ms']['p99']:.0f} ms alone, {busy['others_e2e_ms']['p99']:.0f}"
                 f" ms beside a hot account with a {busy['hot_backlog']} backlog -> "
                 f"x{f['p99_ratio']} (goal: within 1.5x)"
+            )
+    if "replicas" in out:
+        rep = out["replicas"]
+        lines.append(
+            f"\nreplicas sharing one Zoom account (ceiling {rep['ceiling_per_second']:.0f} "
+            f"creates/s; calm account alone: p99 {rep['calm_alone']['calm_e2e_ms']['p99']:.0f} ms)"
+        )
+        lines.append(
+            f"{'replicas':>8} {'events/s':>9} {'creates/s':>9} {'ceiling':>8} {'429s':>6} "
+            f"{'conns':>5} {'cpu ms/ev':>9} {'p50 ms':>7} {'p99 ms':>7} {'calm p99':>9}"
+        )
+        for r in rep["rows"]:
+            lines.append(
+                f"{r['replicas']:>8} {r['events_per_second']:>9.1f} "
+                f"{r['zoom_creates_per_second']:>9.1f} {r['ceiling_share']:>8.0%} "
+                f"{r['share_429']:>6.1%} {r['peak_connections_per_replica']:>5} "
+                f"{r['cpu_ms_per_event']:>9.3f} {r['processing_ms']['p50']:>7.0f} "
+                f"{r['processing_ms']['p99']:>7.0f} "
+                f"{r['calm_e2e_ms']['p99']:>6.0f} ms (x{r['calm_p99_vs_alone']})"
             )
     if "memory" in out:
         mem = out["memory"]

@@ -121,6 +121,7 @@ class LogTail:
     """Counts handled messages from the process's one-line-per-message log, incrementally."""
 
     def __init__(self, path: str) -> None:
+        self.path = path
         self._file = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
         self._partial = ""
         self.ready = False

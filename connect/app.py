@@ -17,7 +17,11 @@ Contracts:
   Zoom's retry acts). URL validation changes nothing and is answered every time. An
   ``app_deauthorized`` deletes the Zoom user's connections made at or before its
   ``deauthorization_time``; one made after it (the user came back) is kept and logged
-  (``Connections.deauthorize``).
+  (``Connections.deauthorize``). ``meeting.updated``, ``meeting.deleted``, ``meeting.started``
+  and ``meeting.ended`` go to ``meeting_changes`` (``connect.meeting_sync``): 200 with
+  ``{"status": "published", "change": ..}`` or ``{"status": "ignored", "why": ..}``, 503
+  ``webhook_deferred`` when it could not act now (Zoom retries); without ``meeting_changes``
+  (no broker configured) they are acknowledged and ignored like any other event.
 """
 
 from __future__ import annotations
@@ -36,9 +40,18 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from structlog.stdlib import get_logger
 
-from connect import webhook
+from connect import meeting_events, webhook
 from connect.deliveries import DeliveryLog
-from connect.errors import ReturnUrlRefused, StateUnknown, WebError, WebhookMalformed
+from connect.errors import (
+    ReturnUrlRefused,
+    StateUnknown,
+    WebError,
+    WebhookDeferred,
+    WebhookMalformed,
+)
+from connect.meeting_changes import Decision, Publish
+from connect.meeting_events import MEETING_EVENTS, ZoomMeetingEvent
+from connect.meeting_sync import ChangeDeferred
 from connect.openapi import document
 from connect.pages import error_response
 from connect.return_urls import ReturnUrlAllowlist
@@ -84,6 +97,13 @@ class Connections(Protocol):
     async def deauthorize(self, zoom_user_id: str, deauthorized_at: datetime) -> Deauthorized: ...
 
 
+class MeetingChanges(Protocol):
+    """Zoom's meeting webhooks carried out (``connect.meeting_sync.MeetingSync``); raises
+    ``ChangeDeferred`` when it could not act now."""
+
+    async def handle(self, event: ZoomMeetingEvent) -> Decision: ...
+
+
 @dataclass(frozen=True)
 class WebConfig:
     ticket_secret: bytes = field(repr=False)
@@ -103,6 +123,7 @@ def create_app(
     *,
     checks: Mapping[str, Check] | None = None,
     clock: Callable[[], float] = time.time,
+    meeting_changes: MeetingChanges | None = None,
 ) -> Starlette:
     def now() -> datetime:
         return datetime.fromtimestamp(clock(), UTC)
@@ -213,8 +234,28 @@ def create_app(
             return JSONResponse(webhook.url_validation_answer(config.webhook_secret, event.payload))
         if event.event == "app_deauthorized":
             return await deauthorized(event, webhook.deauthorization(event.payload))
+        if event.event in MEETING_EVENTS and meeting_changes is not None:
+            return await meeting_changed(event, meeting_changes, meeting_events.read(event))
         log.info("zoom_webhook.ignored", event_type=event.event[:64])
         return JSONResponse({"status": "ignored"})
+
+    async def meeting_changed(
+        event: webhook.WebhookEvent, changes: MeetingChanges, meeting: ZoomMeetingEvent
+    ) -> Response:
+        if not await deliveries.claim(event, now()):
+            log.info("zoom_webhook.duplicate", event_type=event.event, signed_at=event.signed_at)
+            return JSONResponse({"status": "duplicate"})
+        try:
+            decision = await changes.handle(meeting)
+        except ChangeDeferred:
+            await deliveries.release(event)  # Zoom's retry of this delivery must act
+            raise WebhookDeferred from None
+        except BaseException:
+            await deliveries.release(event)
+            raise
+        if isinstance(decision, Publish):
+            return JSONResponse({"status": "published", "change": decision.message.change.value})
+        return JSONResponse({"status": "ignored", "why": decision.why})
 
     async def deauthorized(
         event: webhook.WebhookEvent, deauth: webhook.Deauthorization

@@ -1,7 +1,10 @@
 """The connect side's settings (``zoom-worker serve``, ``zoom-worker connect-ticket``).
 
-The shared part (database, keys, Zoom client, logging) is ``ServiceSettings``; this adds what
-only the connect pages and the webhook need. Validated the same way: one line per problem,
+The shared part (database, keys, Zoom client, logging) is ``ServiceSettings``; the Kafka
+settings are the worker's own (``Settings``: ``KAFKA_*``, the same names and checks), used by
+``serve`` to publish ``meeting.changed`` on ``TOPIC_MEETING_CHANGED`` (optional: without
+``KAFKA_BOOTSTRAP_SERVERS`` Zoom's meeting webhooks are acknowledged and ignored); this adds
+what only the connect pages and the webhook need. Validated the same way: one line per problem,
 exit code 2, secrets never echoed.
 """
 
@@ -13,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 
 from connect.return_urls import ReturnUrlAllowlist
-from worker.runtime.config import EXAMPLES, ServiceSettings
+from worker.runtime.config import EXAMPLES, Settings
 
 SECRET_NAMES = frozenset(
     {"DATABASE_URL", "TOKEN_ENCRYPTION_KEYS", "ZOOM_CLIENT_SECRET", "CONNECT_TICKET_SECRET",
@@ -21,7 +24,7 @@ SECRET_NAMES = frozenset(
 )  # fmt: skip
 
 
-class ConnectSettings(ServiceSettings):
+class ConnectSettings(Settings):
     EXAMPLES: ClassVar[dict[str, str]] = {
         **EXAMPLES,
         "SERVE_PORT": "8000",
@@ -32,7 +35,7 @@ class ConnectSettings(ServiceSettings):
         "ZOOM_REDIRECT_URI": "https://zoom.talivo.com/zoom/callback",
     }
     SECTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
-        **ServiceSettings.SECTIONS,
+        **Settings.SECTIONS,
         "serve": (
             "CONNECT_TICKET_SECRET",
             "CONNECT_RETURN_URL_ALLOWLIST",
@@ -50,6 +53,10 @@ class ConnectSettings(ServiceSettings):
     connect_return_url_allowlist: str = Field("", alias="CONNECT_RETURN_URL_ALLOWLIST")
     zoom_webhook_secret_token: SecretStr | None = Field(None, alias="ZOOM_WEBHOOK_SECRET_TOKEN")
     zoom_redirect_uri: str | None = Field(None, alias="ZOOM_REDIRECT_URI")
+    # Where serve publishes what Zoom's meeting webhooks report (connect/meeting_sync.py).
+    topic_meeting_changed: str = Field(
+        "meeting.changed", alias="TOPIC_MEETING_CHANGED", min_length=1
+    )
 
     @field_validator("connect_ticket_secret")
     @classmethod

@@ -14,10 +14,13 @@ a code, a signature) is ever echoed back or logged.
     │   ├── TicketReplayed        409 ticket_used: its jti was presented before
     │   └── ReturnUrlRefused      ticket_return_url_refused: off CONNECT_RETURN_URL_ALLOWLIST
     ├── StateUnknown              400 state_invalid: a callback whose state we never issued
-    └── WebhookRefused            401 unless noted
-        ├── SignatureInvalid      webhook_signature_invalid
-        ├── TimestampStale        webhook_timestamp_stale: more than 5 minutes off
-        └── WebhookMalformed      400 webhook_malformed: signed, but not a Zoom event
+    ├── WebhookRefused            401 unless noted
+    │   ├── SignatureInvalid      webhook_signature_invalid
+    │   ├── TimestampStale        webhook_timestamp_stale: more than 5 minutes off
+    │   └── WebhookMalformed      400 webhook_malformed: signed, but not a Zoom event
+    └── WebhookDeferred           503 webhook_deferred: good, but not acted on now (the event
+                                  was busy, or the broker did not take the message); Zoom
+                                  retries it
 """
 
 from __future__ import annotations
@@ -94,3 +97,9 @@ class WebhookMalformed(WebhookRefused):
     status = 400
     code = "webhook_malformed"
     message = "The webhook body is not a Zoom event."
+
+
+class WebhookDeferred(WebError):
+    status = 503
+    code = "webhook_deferred"
+    message = "The webhook could not be acted on now; send it again later."

@@ -125,6 +125,11 @@ def document() -> dict[str, Any]:
                         "400": _ERROR,
                         "401": _ERROR,
                         "413": {"description": "Body over 64 KiB"},
+                        "503": {
+                            **_ERROR,
+                            "description": "A meeting webhook not acted on now "
+                            "(`webhook_deferred`); Zoom retries it",
+                        },
                     },
                 }
             },

@@ -7,6 +7,8 @@ validation" and the Marketplace deauthorization guide).
   ``deliveries.DeliveryLog`` makes sure one inside those minutes changes nothing).
 - Each verified event carries ``delivery_id``, hex SHA-256 of the signed message: the same for
   a replay of one delivery, different for anything Zoom signs anew (another timestamp or body).
+  ``event_ts`` is the body's own ``event_ts`` (milliseconds, when the event happened): unlike
+  the signing timestamp it stays the same when Zoom retries a delivery.
 - ``endpoint.url_validation``: answer ``{"plainToken", "encryptedToken"}`` where
   ``encryptedToken`` = hex HMAC-SHA256(secret token, plainToken).
 - ``app_deauthorized``: ``payload.user_id`` is the Zoom user who removed the app, and
@@ -36,6 +38,7 @@ class WebhookEvent:
     payload: dict[str, Any]
     delivery_id: str  # hex SHA-256 of the signed message: equal only for a replay
     signed_at: int  # x-zm-request-timestamp, Unix seconds
+    event_ts: int | None = None  # the body's event_ts (Unix ms), when it is a positive integer
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,10 @@ def verify(
     if not isinstance(payload, dict):
         raise WebhookMalformed
     delivery_id = hashlib.sha256(_signed_message(timestamp, body)).hexdigest()
-    return WebhookEvent(data["event"], payload, delivery_id, int(timestamp))
+    event_ts = data.get("event_ts")
+    if type(event_ts) is not int or not 0 < event_ts < 2**63:
+        event_ts = None
+    return WebhookEvent(data["event"], payload, delivery_id, int(timestamp), event_ts)
 
 
 def url_validation_answer(secret: bytes, payload: dict[str, Any]) -> dict[str, str]:

@@ -1,9 +1,10 @@
-"""The message contracts: typed models for the five topics, parsed at the edge.
+"""The message contracts: typed models for the six topics, parsed at the edge.
 
 Depends on nothing of ours. The JSON Schema files in ``schemas/v1`` and ``asyncapi.yaml`` describe
 the same contract for other teams; ``tests/schemas`` keeps the two from drifting apart.
 """
 
+from schemas.changes import ChangedMeeting, MeetingChange, MeetingChanged, parse_changed
 from schemas.errors import ContractError
 from schemas.events import (
     Attendee,
@@ -34,6 +35,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SENTENCES",
     "Attendee",
+    "ChangedMeeting",
     "ContractError",
     "EventCreated",
     "EventDeleted",
@@ -43,6 +45,8 @@ __all__ = [
     "FailedAction",
     "FailureReason",
     "LinkedAction",
+    "MeetingChange",
+    "MeetingChanged",
     "MeetingDetails",
     "MeetingFailed",
     "MeetingLinked",
@@ -50,6 +54,7 @@ __all__ = [
     "ReplacedMeeting",
     "SalvagedIds",
     "SourceEvent",
+    "parse_changed",
     "parse_event",
     "parse_failed",
     "parse_linked",

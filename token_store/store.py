@@ -23,6 +23,7 @@ class names.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import Callable
@@ -90,6 +91,7 @@ class TokenStore:
         *,
         clock: Callable[[], datetime] = _utc_now,
         revoke_schedule: RevokeSchedule | None = None,
+        max_concurrent_refreshes: int | None = None,
     ) -> None:
         self._pool = pool
         self._keys = keys
@@ -97,6 +99,12 @@ class TokenStore:
         self._margin = refresh_margin
         self._clock = clock
         self._flights: SingleFlight[tuple[str, str], ZoomGrant] = SingleFlight()
+        # A refresh holds a pooled connection (the row lock) across Zoom's OAuth call: at most
+        # this many at once, so a burst of refreshes (tokens expiring together) queues here
+        # and leaves the rest of the pool to everything else. None: as many as asked.
+        self._refreshing = (
+            asyncio.Semaphore(max_concurrent_refreshes) if max_concurrent_refreshes else None
+        )
         # The revoke outbox; ``zoom-worker serve`` runs its loop (connect/revoker.py).
         self.revokes = RevokeOutbox(
             pool, keys, oauth, revoke_schedule or RevokeSchedule(), clock=clock
@@ -143,6 +151,12 @@ class TokenStore:
         raise AssertionError("unreachable: tenacity either returns or raises")
 
     async def _refresh_locked(self, user_id: str, rejected: str | None, attempt: int) -> ZoomGrant:
+        if self._refreshing is None:
+            return await self._refresh_holding(user_id, rejected, attempt)
+        async with self._refreshing:
+            return await self._refresh_holding(user_id, rejected, attempt)
+
+    async def _refresh_holding(self, user_id: str, rejected: str | None, attempt: int) -> ZoomGrant:
         expired = False
         async with self._pool.connection() as conn, conn.transaction():
             row = await table.read(conn, user_id, lock=True)

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "worker.commands.dlq",
     "worker.commands.tokens",
     "worker.commands.serve",
+    "worker.commands.topics",
 )
 
 S = TypeVar("S", bound=ServiceSettings)

@@ -4,6 +4,11 @@ Starts a broker, Postgres and the Zoom emulator; connects recruiters through the
 flow (PKCE) against the emulator; runs the worker in this process; publishes a scripted series
 of calendar messages and prints each result as it arrives; then checks the emulator's state,
 stops everything and exits 0 when every step ended as expected.
+
+On the emulator, ``zoom-worker serve`` runs in this process too and hears the emulator's
+webhooks: the last scene has a host moving and deleting a meeting in Zoom itself, and the
+calendar hearing of it (``meeting.changed``); the worker's own calls come back as webhooks
+all along and are never reported.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import socket
 import sys
 import time
 import uuid
@@ -26,6 +32,7 @@ from psycopg_pool import AsyncConnectionPool
 
 import migrations
 from connect.config import ConnectSettings
+from connect.server import serve
 from devservices import create_database, kafka_service, postgres_service
 from devservices.kafka import create_topics
 from devservices.zoom_emulator import Fault, ZoomEmulator
@@ -33,7 +40,6 @@ from token_store import TokenStore, ZoomOAuth, pkce
 from token_store.crypto import generate_key
 from worker.runtime import app
 from worker.runtime import logging as worker_logging
-from worker.runtime.config import Settings
 from worker.runtime.http import http_client
 from worker.zoom import MeetingNotFound, ZoomMeetings
 
@@ -45,9 +51,10 @@ CREATE = "POST /v2/users/{userId}/meetings"
 @dataclass(frozen=True)
 class Step:
     title: str
-    topic: str  # "created" | "updated" | "deleted" | "raw"
+    topic: str  # "created" | "updated" | "deleted" | "raw" | "zoom" (a host acting on Zoom)
     payload: dict[str, Any] | bytes
-    expect: str  # "created", "updated", "cancelled" or a failure reason
+    # "created", "updated", "cancelled" or a failure reason; for "zoom", the meeting.changed
+    expect: str
     then: str | None = None  # a second result expected (after a notice of a retry)
     zoom_down: bool = False  # Zoom fails every create for a few seconds
     emulator_only: bool = False  # a scene only the emulator can stage (Zoom going down)
@@ -84,11 +91,17 @@ def _event(event_id: str, revision: int, organizer: str, **fields: Any) -> dict[
     return body
 
 
+def _on_zoom(event_id: str, organizer: str, action: str, **fields: Any) -> dict[str, Any]:
+    """A host acting on the event's meeting in Zoom itself (``action``: move, delete)."""
+    return {"event_id": event_id, "organizer": {"user_id": organizer}, "action": action} | fields
+
+
 def story() -> list[Step]:
     ev = f"ev-{secrets.token_hex(3)}"
     other = f"ev-{secrets.token_hex(3)}"
     host = f"ev-{secrets.token_hex(3)}"
     down = f"ev-{secrets.token_hex(3)}"
+    panel = f"ev-{secrets.token_hex(3)}"
     return [
         Step("Ana schedules an interview with Zoom", "created", _event(ev, 1, "ana"), "created"),
         Step("Ana moves it one hour later", "updated", _event(ev, 2, "ana", shift=1), "updated"),
@@ -108,6 +121,17 @@ def story() -> list[Step]:
         Step("A malformed message arrives", "raw",
              json.dumps({"schema_version": 1, "event_id": f"ev-{secrets.token_hex(3)}",
                          "revision": 1, "start": "tomorrow"}).encode(), "invalid_event"),
+        Step("Ana schedules a panel interview", "created", _event(panel, 1, "ana"), "created",
+             emulator_only=True),
+        Step("In Zoom, Ana moves it to 18:00 UTC", "zoom",
+             _on_zoom(panel, "ana", "move", start_time="2026-12-01T18:00:00Z", duration=60),
+             "updated_on_zoom", emulator_only=True),
+        Step("In Zoom, Ana deletes the meeting", "zoom", _on_zoom(panel, "ana", "delete"),
+             "deleted_on_zoom", emulator_only=True),
+        Step("Ana edits the event: a new meeting", "updated",
+             _event(panel, 2, "ana", title="Panel interview"), "created", emulator_only=True),
+        Step("...and deletes the event", "deleted", _event(panel, 3, "ana", deleted=True),
+             "cancelled", emulator_only=True),
     ]  # fmt: skip
 
 
@@ -142,6 +166,13 @@ class ZoomSide(Protocol):
     def fail_creates_for(self, seconds: float) -> None:
         """Make Zoom fail every create for ``seconds``."""
 
+    def notify(self, url: str, secret_token: str) -> None:
+        """Send Zoom's meeting webhooks to ``url`` (the emulator; the real Zoom's are set in
+        the Zoom app and cannot reach this machine)."""
+
+    def host_acts(self, meeting_id: int, action: str, fields: dict[str, Any]) -> None:
+        """The host moves (``fields``: start_time, duration...) or deletes the meeting in Zoom."""
+
     async def connect(self, store: TokenStore, user_id: str, email: str) -> None: ...
 
 
@@ -168,6 +199,16 @@ class EmulatedZoom:
     def fail_creates_for(self, seconds: float) -> None:
         self.zoom.faults = [Fault(kind="error", status=503, endpoint=CREATE)]
         asyncio.get_running_loop().call_later(seconds, setattr, self.zoom, "faults", [])
+
+    def notify(self, url: str, secret_token: str) -> None:
+        # Zoom's retries come 5, 25 and 85 minutes after a failed try; the demo's, in seconds.
+        self.zoom.subscribe_webhooks(url, secret_token, retry_delays=(0.5, 1.0, 2.0))
+
+    def host_acts(self, meeting_id: int, action: str, fields: dict[str, Any]) -> None:
+        if action == "delete":
+            self.zoom.delete_meeting(meeting_id)
+        else:
+            self.zoom.edit_meeting(meeting_id, **fields)
 
 
 @dataclass
@@ -200,8 +241,14 @@ class RealZoom:
     def fail_creates_for(self, seconds: float) -> None:
         raise NotImplementedError("the real Zoom cannot be made to fail")
 
+    def notify(self, url: str, secret_token: str) -> None:
+        raise NotImplementedError("the real Zoom's webhooks are set in the Zoom app")
 
-async def _run_story(settings: Settings, zoom: ZoomSide, bootstrap: str) -> bool:
+    def host_acts(self, meeting_id: int, action: str, fields: dict[str, Any]) -> None:
+        raise NotImplementedError("a person does that in Zoom")
+
+
+async def _run_story(settings: ConnectSettings, zoom: ZoomSide, bootstrap: str) -> bool:
     pool: AsyncConnectionPool[AsyncConnection] = AsyncConnectionPool(settings.dsn(), open=False)
     await pool.open()
     http = http_client()
@@ -216,11 +263,21 @@ async def _run_story(settings: Settings, zoom: ZoomSide, bootstrap: str) -> bool
 
     stop = asyncio.Event()
     worker = asyncio.create_task(app.run(settings, stop))
+    # zoom-worker serve, hearing Zoom's webhooks (the emulator's; the real Zoom's cannot reach it)
+    hearing = asyncio.create_task(serve(settings, stop)) if zoom.can_fail else None
+    if hearing is not None:
+        assert settings.zoom_webhook_secret_token is not None
+        url = f"http://127.0.0.1:{settings.serve_port}/zoom/webhook"
+        zoom.notify(url, settings.zoom_webhook_secret_token.get_secret_value())
     results = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await results.start()
     parts = [
         TopicPartition(t, p)
-        for t in (settings.topic_meeting_linked, settings.topic_meeting_failed)
+        for t in (
+            settings.topic_meeting_linked,
+            settings.topic_meeting_failed,
+            settings.topic_meeting_changed,
+        )
         for p in range(3)
     ]
     results.assign(parts)
@@ -235,6 +292,7 @@ async def _run_story(settings: Settings, zoom: ZoomSide, bootstrap: str) -> bool
     }
     ok = True
     ana_meetings: set[int] = set()
+    meeting_of: dict[str, int] = {}  # the meeting each event was last linked to
     print(f"\n{'step':<46} {'result':<19} {'detail'}")
     print("-" * 110)
     try:
@@ -246,22 +304,36 @@ async def _run_story(settings: Settings, zoom: ZoomSide, bootstrap: str) -> bool
                 print(f"-- {step.title:<43} skipped: needs the emulator")
                 continue
             if step.zoom_down:
-                zoom.fail_creates_for(4.0)
+                zoom.fail_creates_for(5.0)
             if step.title.startswith("Bruno, now"):
                 await zoom.connect(store, "bruno", "bruno.new@zoom.example")
-            value = (
-                step.payload
-                if isinstance(step.payload, bytes)
-                else json.dumps(step.payload).encode()
-            )
-            key = step.payload["event_id"].encode() if isinstance(step.payload, dict) else b"bad"
-            await producer.send_and_wait(topic_of[step.topic], value, key=key)
+            if step.topic == "zoom":
+                assert isinstance(step.payload, dict)
+                on_zoom = dict(step.payload)
+                meeting_id = meeting_of[on_zoom.pop("event_id")]
+                del on_zoom["organizer"]
+                zoom.host_acts(meeting_id, on_zoom.pop("action"), on_zoom)
+            else:
+                value = (
+                    step.payload
+                    if isinstance(step.payload, bytes)
+                    else json.dumps(step.payload).encode()
+                )
+                key = (
+                    step.payload["event_id"].encode() if isinstance(step.payload, dict) else b"bad"
+                )
+                await producer.send_and_wait(topic_of[step.topic], value, key=key)
             got = await _next_result(results, within=30)
-            outcome = got.get("reason") or got.get("action") or "?"
+            outcome = got.get("reason") or got.get("action") or got.get("change") or "?"
             meeting = got.get("meeting") or {}
+            if meeting and got.get("event_id"):
+                meeting_of[got["event_id"]] = meeting["id"]
             detail = meeting.get("join_url") or (
                 f"meeting {meeting['id']}" if meeting else got.get("message", "")
             )
+            if got.get("change") == "updated_on_zoom":
+                detail = f"meeting {meeting['id']} now at {meeting['start_time']}, "
+                detail += f"{meeting['duration']} min: the calendar hears of it"
             if step.organizer == "ana" and meeting:
                 ana_meetings.add(meeting["id"])
             if step.then is not None:  # a notice first: the worker retries by itself
@@ -286,6 +358,8 @@ async def _run_story(settings: Settings, zoom: ZoomSide, bootstrap: str) -> bool
     finally:
         stop.set()
         await worker
+        if hearing is not None:
+            await hearing
         await producer.stop()
         await results.stop()
         await http.aclose()
@@ -339,6 +413,13 @@ def main(settings: ConnectSettings) -> int:
     return 0 if ok else 1
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def _run(stack: contextlib.ExitStack, zoom: ZoomSide, where: str) -> bool:
     suffix = secrets.token_hex(3)
     kafka = stack.enter_context(kafka_service())
@@ -351,12 +432,19 @@ def _run(stack: contextlib.ExitStack, zoom: ZoomSide, where: str) -> bool:
         "TOPIC_EVENT_DELETED": f"demo-{suffix}.event.deleted",
         "TOPIC_MEETING_LINKED": f"demo-{suffix}.meeting.linked",
         "TOPIC_MEETING_FAILED": f"demo-{suffix}.meeting.failed",
+        "TOPIC_MEETING_CHANGED": f"demo-{suffix}.meeting.changed",
         "TOPIC_DEAD_LETTER": f"demo-{suffix}.dlq",
     }
     asyncio.run(create_topics(kafka.bootstrap_servers, list(names.values()), partitions=3))
-    settings = Settings.model_validate(
+    settings = ConnectSettings.model_validate(
         {
             **names,
+            # zoom-worker serve beside the worker (the emulator's webhooks reach it)
+            "SERVE_PORT": _free_port(),
+            "CONNECT_TICKET_SECRET": secrets.token_urlsafe(32),
+            "CONNECT_RETURN_URL_ALLOWLIST": "http://localhost/",
+            "ZOOM_WEBHOOK_SECRET_TOKEN": secrets.token_urlsafe(24),
+            "ZOOM_REDIRECT_URI": REDIRECT_URI,
             "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
             "KAFKA_GROUP_ID": f"demo-{suffix}",
             "KAFKA_ENABLE_IDEMPOTENCE": kafka.supports_idempotence,
@@ -373,8 +461,13 @@ def _run(stack: contextlib.ExitStack, zoom: ZoomSide, where: str) -> bool:
             "SHUTDOWN_GRACE_SECONDS": 5,
             # The worker's own retries on the demo's time scale (10 s, 1 min... in production).
             "RETRY_DELAYS_SECONDS": "2,2,4",
+            "ZOOM_RETRY_BUDGET_SECONDS": 2,
             "RETRY_POLL_SECONDS": 0.5,
             "BREAKER_PROBE_INTERVAL_SECONDS": 1,
+            # The scene shows the retry schedule healing; a breaker opened by its few failures
+            # would still be probing when the story goes on (tests/worker/test_self_healing.py
+            # shows the breaker).
+            "BREAKER_MIN_CALLS": 1000,
         }
     )
     print(f"broker ({kafka.source}) {kafka.bootstrap_servers}, postgres ({postgres.source}), "

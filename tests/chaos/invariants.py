@@ -11,7 +11,8 @@ The invariants:
 1. **One result id per source.** Every result answers a message that was sent, for the same
    event, under ``result_message_id(source)``: copies (a redelivery, a republish) share the id,
    different sources never do. A notice that the worker retries by itself (``meeting.failed``
-   with ``next_attempt_at``) has its own id, ``notice_message_id(source)``, and is resolved:
+   with ``next_attempt_at``) has its own id, ``notice_message_id(source)``, as has the failure
+   of a source parked for replay (``parked_message_id``); a notice is resolved:
    an outcome follows for its revision or a newer one (``pending_unresolved`` otherwise).
 2. **Answered.** Every message that must have a result (``Plan.must_answer``) has one.
 3. **No duplicate meetings.** Every live meeting of the test's organizers is the meeting of
@@ -45,7 +46,7 @@ from devservices.zoom_emulator import MeetingRecord, ZoomEmulator
 from tests.chaos.plan import Plan, Source
 from tests.chaos.supervisor import Supervisor
 from tests.worker.harness import Results
-from worker.pipeline.results import notice_message_id, result_message_id
+from worker.pipeline.results import notice_message_id, parked_message_id, result_message_id
 
 EXAMPLES_PER_KIND = 6
 
@@ -226,11 +227,9 @@ class _Check:
                     self.flag("result_for_unknown_source", f"correlation {correlation!r}", event_id)
                 continue
             ids = {r.get("message_id") for r in found}
-            expected = {
-                notice_message_id(correlation) if is_notice(r) else result_message_id(correlation)
-                for r in found
-            }
-            if ids != expected:
+            notices = {r.get("message_id") for r in found if is_notice(r)}
+            allowed = {result_message_id(correlation), parked_message_id(correlation)}
+            if notices - {notice_message_id(correlation)} or (ids - notices) - allowed:
                 self.flag("result_id_not_the_sources", f"{sorted(map(str, ids))}", event_id)
             wrong = {r.get("event_id") for r in found} - {source.event_id}
             if wrong:

@@ -11,7 +11,12 @@ from connect.config import SECRET_NAMES as CONNECT_SECRET_NAMES
 from tests.helm.manifests import ALL_ON, Manifest, deep_merge, find, objects
 from worker.runtime.config import SECRET_NAMES, Settings
 
-SERVE_ONLY_SETTINGS = {"SERVE_PORT", "CONNECT_RETURN_URL_ALLOWLIST", "ZOOM_REDIRECT_URI"}
+SERVE_ONLY_SETTINGS = {
+    "SERVE_PORT",
+    "CONNECT_RETURN_URL_ALLOWLIST",
+    "ZOOM_REDIRECT_URI",
+    "TOPIC_MEETING_CHANGED",
+}
 SENTINELS = {
     "databaseUrl": "postgresql://u:SENTINEL-db-password@db/zw",
     "tokenEncryptionKeys": "k1:SENTINEL-encryption-key",

@@ -30,7 +30,8 @@ def test_it_is_asyncapi_3() -> None:
 
 def test_it_describes_the_five_topics_and_the_dead_letter_topic() -> None:
     addresses = {channel["address"] for channel in DOCUMENT["channels"].values()}
-    assert addresses == {*TOPICS, "zoom-worker.dlq"}
+    # meeting.changed, published by serve: tests/schemas/test_meeting_changed.py
+    assert addresses == {*TOPICS, "meeting.changed", "zoom-worker.dlq"}
 
 
 def test_the_worker_receives_events_and_sends_the_rest() -> None:
@@ -44,6 +45,7 @@ def test_the_worker_receives_events_and_sends_the_rest() -> None:
         "event.deleted": "receive",
         "meeting.linked": "send",
         "meeting.failed": "send",
+        "meeting.changed": "send",
         "zoom-worker.dlq": "send",
     }
 

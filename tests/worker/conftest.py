@@ -94,6 +94,9 @@ async def make_pipeline(
         "ZOOM_RETRY_BUDGET_SECONDS": "2",
         "SHUTDOWN_GRACE_SECONDS": "10",
         "KAFKA_SESSION_TIMEOUT_MS": "3000",
+        # A killed worker's leases run out within the tests' patience (renewed every second
+        # while held, so only a dead or stalled holder loses one).
+        "LEASE_SECONDS": "4",
     }
     pool: AsyncConnectionPool[AsyncConnection] = AsyncConnectionPool(database_url, open=False)
     await pool.open()

@@ -18,8 +18,10 @@ def test_the_demo_tells_its_whole_story() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "demo passed" in done.stdout
-    assert done.stdout.count("\nok ") == 12
+    assert done.stdout.count("\nok ") == 17
     assert "...Zoom is back: linked by itself" in done.stdout
+    # The last scene: a host changes the meeting in Zoom itself and the calendar hears of it.
+    assert "updated_on_zoom" in done.stdout and "deleted_on_zoom" in done.stdout
 
 
 def test_the_demo_runs_on_a_real_zoom_with_a_person_signing_in() -> None:

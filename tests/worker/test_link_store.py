@@ -1,9 +1,6 @@
-"""``PostgresLinkStore`` on a real Postgres: the guard never leaves a lock behind, a meeting is
-linked to one event only.
-
-The guard's locks are session-level advisory locks on a pooled connection: one left behind
-(the guard failing between taking the lock and its ``try/finally``) outlives the message, and
-the next attempt on that event, on another connection, waits for it forever.
+"""``PostgresLinkStore`` on a real Postgres: one guard per event at a time, no lease left
+behind, none outliving a dead holder, no write by a holder whose lease ran out, no connection
+held while a guard waits; a meeting is linked to one event only.
 """
 
 from __future__ import annotations
@@ -17,6 +14,7 @@ import pytest
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from worker.leases import LeaseLost, Leases, LeaseSettings
 from worker.pipeline.links import Link, MeetingTaken, PostgresLinkStore
 from worker.runtime.resources import in_utc
 
@@ -37,35 +35,23 @@ async def other(database_url: str) -> AsyncIterator[AsyncConnection]:
         yield conn
 
 
-async def advisory_locks(conn: AsyncConnection) -> list[tuple[bool]]:
-    """Every advisory lock in this database held or awaited by another session."""
-    cursor = await conn.execute(
-        "SELECT granted FROM pg_locks WHERE locktype = 'advisory'"
-        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        " AND pid <> pg_backend_pid()"
-    )
-    return await cursor.fetchall()
+async def leases_of(conn: AsyncConnection, *keys: str) -> list[str]:
+    cursor = await conn.execute("SELECT key FROM leases WHERE key = ANY(%s)", (list(keys),))
+    return [row[0] for row in await cursor.fetchall()]
 
 
-async def no_locks_left(conn: AsyncConnection) -> None:
+async def no_leases_left(conn: AsyncConnection, *keys: str) -> None:
     for _ in range(100):
-        if not await advisory_locks(conn):
+        if not await leases_of(conn, *keys):
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"advisory locks left: {await advisory_locks(conn)}")
+    raise AssertionError(f"leases left: {await leases_of(conn, *keys)}")
 
 
-async def free(conn: AsyncConnection, event_id: str) -> bool:
-    """Whether another session could take ``event_id``'s lock now (it is released again)."""
-    cursor = await conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 7))", (event_id,))
-    row = await cursor.fetchone()
-    assert row is not None
-    if row[0]:
-        await conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 7))", (event_id,))
-    return bool(row[0])
+FAST = LeaseSettings(seconds=2.0, max_wait_seconds=0.05)
 
 
-async def test_a_link_that_cannot_be_read_back_fails_the_guard_and_leaves_no_lock(
+async def test_a_link_that_cannot_be_read_back_fails_the_guard_and_leaves_no_lease(
     pool: Pool, other: AsyncConnection
 ) -> None:
     # Stored by an earlier version: year 10000 in UTC, which Python cannot hold.
@@ -78,19 +64,20 @@ async def test_a_link_that_cannot_be_read_back_fails_the_guard_and_leaves_no_loc
         with pytest.raises(psycopg.DataError):
             async with asyncio.timeout(10), store.guard("ev-year10000"):
                 pytest.fail("the guard cannot have read the link")
-        assert await free(other, "ev-year10000")
-    await no_locks_left(other)
+        await no_leases_left(other, "event:ev-year10000")
 
 
-async def test_a_failing_body_and_a_cancelled_body_leave_no_lock(
+async def test_a_failing_body_and_a_cancelled_body_leave_no_lease(
     pool: Pool, other: AsyncConnection
 ) -> None:
     store = PostgresLinkStore(pool)
+    keys = ("event:ev-body", "host:ana", "host:bruno")
     with pytest.raises(RuntimeError):
         async with store.guard("ev-body") as session:
             await session.hold_creates(["ana", "bruno"])
+            assert sorted(await leases_of(other, *keys)) == sorted(keys)
             raise RuntimeError("the step failed")
-    await no_locks_left(other)
+    await no_leases_left(other, *keys)
 
     inside = asyncio.Event()
 
@@ -105,38 +92,98 @@ async def test_a_failing_body_and_a_cancelled_body_leave_no_lock(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await no_locks_left(other)
-    assert await free(other, "ev-body")
+    await no_leases_left(other, *keys)
 
 
-async def test_a_guard_cancelled_while_waiting_for_the_lock_leaves_no_lock(
+async def test_a_guard_cancelled_while_waiting_for_the_lease_leaves_it_alone(
     pool: Pool, other: AsyncConnection
 ) -> None:
-    store = PostgresLinkStore(pool)
-    await other.execute("SELECT pg_advisory_lock(hashtextextended('ev-busy', 7))")
-
-    async def waiting() -> None:
-        async with store.guard("ev-busy"):
-            pytest.fail("the lock is someone else's")
-
-    task = asyncio.create_task(waiting())
-    for _ in range(200):  # until its lock request waits in Postgres
-        if (False,) in await advisory_locks(other):
-            break
-        await asyncio.sleep(0.02)
-    else:
-        raise AssertionError("the guard never asked for the lock")
-    task.cancel()
+    store = PostgresLinkStore(pool, FAST)
+    await other.execute(
+        "INSERT INTO leases VALUES ('event:ev-busy', 'someone', now() + interval '1 hour')"
+    )
+    waiting = asyncio.create_task(_enter(store, "ev-busy"))
+    await asyncio.sleep(0.3)
+    assert not waiting.done(), "the lease is someone else's"
+    waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await task
-    await other.execute("SELECT pg_advisory_unlock(hashtextextended('ev-busy', 7))")
-    await no_locks_left(other)
+        await waiting
+    assert await leases_of(other, "event:ev-busy") == ["event:ev-busy"]  # still theirs
+    await other.execute("DELETE FROM leases WHERE key = 'event:ev-busy'")
     async with asyncio.timeout(10), store.guard("ev-busy") as session:
         assert await session.get() is None
 
 
+async def _enter(store: PostgresLinkStore, event_id: str) -> None:
+    async with store.guard(event_id):
+        pass
+
+
+async def test_a_dead_holders_lease_runs_out_and_a_stale_writer_is_fenced_off(
+    pool: Pool, other: AsyncConnection
+) -> None:
+    store = PostgresLinkStore(pool, FAST)
+    # A worker died holding the event: its lease runs out, then the event is free again.
+    await other.execute(
+        "INSERT INTO leases VALUES ('event:ev-dead', 'dead', now() + interval '1 second')"
+    )
+    async with asyncio.timeout(10), store.guard("ev-dead") as session:
+        await session.save(Link("ev-dead", "ana", "none", 1))
+
+    # A holder (in another process: another store) stalled past its lease, and this one took
+    # the event meanwhile.
+    elsewhere = PostgresLinkStore(pool, FAST)
+    async with elsewhere.guard("ev-stalled") as stalled:
+        await stalled.save(Link("ev-stalled", "ana", "none", 1))
+        await other.execute("UPDATE leases SET until = now() - interval '1 second'"
+                            " WHERE key = 'event:ev-stalled'")  # fmt: skip
+        async with store.guard("ev-stalled") as newer:
+            await newer.save(Link("ev-stalled", "ana", "none", 2))
+            with pytest.raises(LeaseLost):
+                await stalled.save(Link("ev-stalled", "ana", "linked", 1, zoom_meeting_id=5))
+            with pytest.raises(LeaseLost):
+                await stalled.conclude(Link("ev-stalled", "ana", "none", 1), None)
+            assert await newer.get() == Link("ev-stalled", "ana", "none", 2)  # untouched
+
+
+async def test_guards_hold_no_connection_while_they_wait(database_url: str) -> None:
+    """Twenty guards at once, each pausing as for a Zoom call, on a pool of two."""
+    async with AsyncConnectionPool(
+        database_url, min_size=1, max_size=2, timeout=5, open=False
+    ) as small:
+        await small.wait()
+        store = PostgresLinkStore(small)
+
+        async def one(i: int) -> None:
+            async with store.guard(f"ev-small-{i}") as session:
+                await session.get()
+                await asyncio.sleep(0.5)  # Zoom
+                await session.save(Link(f"ev-small-{i}", "ana", "none", 1))
+
+        async with asyncio.timeout(20):
+            await asyncio.gather(*(one(i) for i in range(20)))
+
+
+async def test_one_event_is_guarded_by_one_guard_at_a_time(pool: Pool) -> None:
+    store = PostgresLinkStore(pool, FAST)
+    inside: list[int] = []
+    overlaps = 0
+
+    async def one(i: int) -> None:
+        nonlocal overlaps
+        async with store.guard("ev-shared"):
+            inside.append(i)
+            overlaps += len(inside) > 1
+            await asyncio.sleep(0.05)
+            inside.remove(i)
+
+    async with asyncio.timeout(20):
+        await asyncio.gather(*(one(i) for i in range(8)))
+    assert overlaps == 0
+
+
 async def test_the_creates_of_a_host_are_held_by_one_guard_at_a_time(pool: Pool) -> None:
-    store = PostgresLinkStore(pool)
+    store = PostgresLinkStore(pool, FAST)
     order: list[str] = []
     first_holds = asyncio.Event()
 
@@ -185,3 +232,14 @@ async def test_the_workers_sessions_read_times_back_in_utc(database_url: str) ->
         await in_utc(west)
         cursor = await west.execute("SELECT '0001-01-01 03:00:00+00'::timestamptz")
         assert await cursor.fetchone() == (datetime(1, 1, 1, 3, tzinfo=UTC),)
+
+
+async def test_leases_that_ran_out_long_ago_are_swept(pool: Pool, other: AsyncConnection) -> None:
+    await other.execute(
+        "INSERT INTO leases VALUES ('event:ev-long-dead', 'gone', now() - interval '1 hour'),"
+        " ('event:ev-just-out', 'slow', now() - interval '1 second'),"
+        " ('event:ev-held', 'alive', now() + interval '1 minute')"
+    )
+    assert await Leases(pool, LeaseSettings(seconds=30)).sweep() >= 1
+    left = await leases_of(other, "event:ev-long-dead", "event:ev-just-out", "event:ev-held")
+    assert sorted(left) == ["event:ev-held", "event:ev-just-out"]

@@ -23,7 +23,7 @@ from worker.engine.records import ConsumedRecord
 from worker.pipeline.poison import ParkingFailed, PoisonGuard, RetryPolicy
 from worker.pipeline.ports import Headers
 from worker.pipeline.processor import Topics
-from worker.pipeline.results import result_message_id
+from worker.pipeline.results import parked_message_id
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 TOPICS = Topics("event.created", "event.updated", "event.deleted", "linked", "failed", "dlq")
@@ -155,7 +155,7 @@ async def test_a_poison_message_is_parked_untouched_and_reported(deps: Switch) -
     assert failed.reason.value == "processing_error"
     assert (failed.event_id, failed.revision, failed.organizer_user_id) == ("ev-1", 4, "ana")
     assert failed.correlation_id == body["message_id"]
-    assert failed.message_id == result_message_id(body["message_id"])
+    assert failed.message_id == parked_message_id(body["message_id"])
     assert (failed.action, failed.retryable, failed.attempts) == ("update", True, 3)
     assert dict(headers)["message-type"] == b"meeting.failed"
     assert sample("zoom_worker_poison_messages_total", topic="event.updated") == poison + 1

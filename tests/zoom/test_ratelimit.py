@@ -7,11 +7,14 @@ import time
 
 import httpx
 from devservices.zoom_emulator import EmulatedUser, ZoomEmulator
+from psycopg_pool import AsyncConnectionPool
 
 from tests.zoom.conftest import EmulatorTokens
 from tests.zoom.test_client import SPEC
+from worker.runtime.shared_limits import SharedRateLimiter
 from worker.zoom import AccountRateLimiter, BucketConfig, ZoomMeetings
-from worker.zoom.ratelimit import PRO
+from worker.zoom.errors import ZoomRateLimited
+from worker.zoom.ratelimit import PRO, RateLimiter
 
 
 class FakeClock:
@@ -28,8 +31,11 @@ class FakeClock:
 
 
 def test_pro_defaults_never_exceed_zoom_per_second() -> None:
-    assert PRO["Medium"].rate + PRO["Medium"].burst == 20
-    assert PRO["Light"].rate + PRO["Light"].burst == 30
+    """No one-second window above Zoom's ceiling, yet at least 90 % of it sustained."""
+    for category, ceiling in (("Medium", 20), ("Light", 30)):
+        config = PRO[category]  # type: ignore[index]
+        assert config.rate + config.burst <= ceiling
+        assert config.rate >= 0.9 * ceiling
 
 
 async def test_burst_then_paced_at_the_rate() -> None:
@@ -126,3 +132,71 @@ async def test_without_a_shared_limiter_the_flood_hits_zoom_429(
         )
     assert zoom.qps_refusals(ana.account_id) >= 5
     assert any(isinstance(r, Exception) for r in results)
+
+
+async def test_replicas_sharing_the_schedule_use_the_ceiling_without_a_429(
+    zoom: ZoomEmulator, ana: EmulatedUser, tokens: EmulatorTokens, database_url: str
+) -> None:
+    """Three clients, as three replicas, each with its own pool on one Postgres schedule,
+    flood one account for three seconds: together at least 90 % of its ceiling, not one 429.
+    The control beside it: the same three with a process-local limiter each get 429s."""
+    ceiling = 10
+    zoom.set_qps("pro", "Light", ceiling)
+    limits = {"Light": BucketConfig.under(ceiling), "Medium": BucketConfig.under(ceiling)}
+    pools = [
+        AsyncConnectionPool(database_url, min_size=1, max_size=2, open=False) for _ in range(3)
+    ]
+    for pool in pools:
+        await pool.open()
+    async with httpx.AsyncClient() as http:
+
+        def client(limiter: RateLimiter) -> ZoomMeetings:
+            return ZoomMeetings(
+                http,
+                api_base_url=zoom.api_base_url,
+                tokens=tokens,
+                limiter=limiter,
+                retry_budget_seconds=0.01,  # any 429 surfaces
+            )
+
+        meeting = (await client(AccountRateLimiter(limits)).create_meeting("talivo-ana", SPEC)).id
+        await asyncio.sleep(1.1)
+
+        async def flood(replica: ZoomMeetings, seconds: float) -> int:
+            done, deadline = 0, time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                await replica.get_meeting("talivo-ana", meeting)
+                done += 1
+            return done
+
+        try:
+            shared = [client(SharedRateLimiter(pool, limits)) for pool in pools]
+            started = time.monotonic()
+            calls = await asyncio.gather(*(flood(r, 3.0) for r in shared for _ in range(4)))
+            took = time.monotonic() - started
+            assert zoom.qps_refusals(ana.account_id) == 0
+            rate = sum(calls) / took
+            assert rate >= 0.9 * ceiling * (took - 0.2) / took, (rate, calls)
+
+            await asyncio.sleep(1.1)
+            alone = [client(AccountRateLimiter(limits)) for _ in pools]
+            results = await asyncio.gather(
+                *(flood(r, 1.5) for r in alone for _ in range(4)), return_exceptions=True
+            )
+            assert zoom.qps_refusals(ana.account_id) > 0, "the control: each alone overshoots"
+            assert any(isinstance(r, ZoomRateLimited) for r in results)
+        finally:
+            for pool in pools:
+                await pool.close()
+
+
+async def test_a_429_pauses_every_replica_of_that_account_only(database_url: str) -> None:
+    limits = {"Light": BucketConfig(rate=100, burst=1), "Medium": BucketConfig(100, 1)}
+    async with AsyncConnectionPool(database_url, min_size=1, max_size=2, open=False) as pool:
+        await pool.wait()
+        one, other = SharedRateLimiter(pool, limits), SharedRateLimiter(pool, limits)
+        assert await one.acquire("acct-p", "Light") == 0
+        await one.penalize("acct-p", "Light", 0.5)
+        waited = await other.acquire("acct-p", "Light")
+        assert 0.4 <= waited <= 0.6, "the other replica waits as Zoom asked"
+        assert await other.acquire("acct-q", "Light") == 0, "another account does not"

@@ -17,6 +17,12 @@ handler fails, then drains, commits and stops the consumer (leaving the group).
   the engine does not poll, so ``max_poll_interval_ms`` must exceed the slowest record, and
   ``rebalance_timeout_ms`` must exceed ``shutdown_grace_seconds`` (a revoke waits that long;
   aiokafka defaults it to the session timeout).
+- Status (worker/engine/status.py): ``status()`` tells committed lag and the oldest unfinished
+  record's age per assigned partition, and how long ago the loop last made progress, from the
+  engine's own state: its last commit per partition (or the offset found at assignment) and
+  the fetcher's high watermark. While partitions are paused their high watermark is not
+  fetched, so every ``end_offsets_interval_seconds`` the engine asks the broker for theirs.
+  ``/metrics`` renders it for every running engine (``ENGINES``).
 """
 
 from __future__ import annotations
@@ -39,13 +45,15 @@ from worker.engine.errors import (
     WrongAssignor,
 )
 from worker.engine.lanes import DrainResult, LaneRunner
-from worker.engine.metrics import IN_FLIGHT, PARTITION_LAG
+from worker.engine.metrics import ENGINES, IN_FLIGHT, PARTITION_LAG
 from worker.engine.offsets import OffsetTracker
 from worker.engine.records import ConsumedRecord, RecordHandler, record_from
+from worker.engine.status import EngineStatus, PartitionStatus
 
 log = get_logger("worker.engine.consumer")
 
 _POLL_SECONDS = 0.2
+_END_OFFSETS_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,7 @@ class EngineSettings:
     max_buffered: int = 64
     shutdown_grace_seconds: float = 25.0
     commit_interval_seconds: float = 1.0
+    end_offsets_interval_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         if not self.topics:
@@ -62,6 +71,8 @@ class EngineSettings:
             raise ValueError("max_buffered must be at least 1")
         if self.shutdown_grace_seconds < 0 or self.commit_interval_seconds <= 0:
             raise ValueError("grace must be >= 0 and commit interval > 0 seconds")
+        if self.end_offsets_interval_seconds <= 0:
+            raise ValueError("the end offsets interval must be > 0 seconds")
 
 
 class Engine:
@@ -72,9 +83,18 @@ class Engine:
     ) -> None:
         self._consumer = consumer
         self._settings = settings
+        self._group = str(getattr(consumer, "_group_id", None) or "")
         self._runner = LaneRunner(handler, self._on_done, IN_FLIGHT.set)
         self._trackers: dict[TopicPartition, OffsetTracker] = {}
+        self._assigned: set[TopicPartition] = set()
         self._revoking: set[TopicPartition] = set()
+        # The group's committed offset as far as this engine knows: its own last commit, or
+        # before that the offset it found at assignment.
+        self._group_offsets: dict[TopicPartition, int] = {}
+        self._end_offsets: dict[TopicPartition, int] = {}  # asked for while paused
+        self._end_offsets_asked = float("-inf")
+        self._end_offsets_task: asyncio.Task[None] | None = None
+        self._progress_at = time.monotonic()
         self._commit_lock = asyncio.Lock()
         self._running = False
 
@@ -85,8 +105,9 @@ class Engine:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set (returns) or the handler raises (HandlerFailed)."""
-        started = time.monotonic()
+        started = self._progress_at = time.monotonic()
         drained, in_flight = DrainResult(0, 0), 0
+        ENGINES.watch(self)
         try:
             await self._consumer.start()
             partitions = await self._check_startup()
@@ -110,6 +131,7 @@ class Engine:
                 )
                 await self._commit()
         finally:
+            ENGINES.forget(self)
             await self._consumer.stop()
         failure = self._runner.failure
         log.info(
@@ -160,7 +182,7 @@ class Engine:
                     await self._fetch(room, interrupts)
                 else:
                     self._pause_all()
-                    freed = asyncio.ensure_future(self._runner.changed())
+                    freed = self._runner.changed()
                     await asyncio.wait(
                         {freed, *interrupts},
                         timeout=_POLL_SECONDS,
@@ -170,10 +192,13 @@ class Engine:
                 if time.monotonic() >= next_commit:
                     await self._commit()
                     await self._update_lag()
+                    self._ask_end_offsets()
                     next_commit = time.monotonic() + self._settings.commit_interval_seconds
         finally:
             for waiter in interrupts:
                 waiter.cancel()
+            if self._end_offsets_task is not None:
+                self._end_offsets_task.cancel()
 
     async def _fetch(self, room: int, interrupts: set[asyncio.Future[Any]]) -> None:
         """Take up to ``room`` records; abandoned early on stop or failure.
@@ -184,9 +209,12 @@ class Engine:
         """
 
         async def fetch_and_take() -> None:
-            self._take(
-                await self._consumer.getmany(timeout_ms=int(_POLL_SECONDS * 1000), max_records=room)
+            batch = await self._consumer.getmany(
+                timeout_ms=int(_POLL_SECONDS * 1000), max_records=room
             )
+            self._take(batch)
+            if not batch and self._runner.in_flight == 0:
+                self._progress_at = time.monotonic()  # polled with nothing to do
 
         fetch = asyncio.ensure_future(fetch_and_take())
         await asyncio.wait({fetch, *interrupts}, return_when=asyncio.FIRST_COMPLETED)
@@ -198,15 +226,23 @@ class Engine:
             fetch.result()  # raises Kafka's fatal errors
 
     def _take(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        now = time.monotonic()
         for tp, consumed in batch.items():
             if tp in self._revoking:
                 continue  # cannot happen (see _fetch); if it did: not taken, not committed
+            if not consumed:
+                continue
+            if tp not in self._trackers:
+                # The first record taken since assignment: the group stands at its offset.
+                self._group_offsets.setdefault(tp, consumed[0].offset)
             tracker = self._trackers.setdefault(tp, OffsetTracker())
             for message in consumed:
-                tracker.take(message.offset)
+                tracker.take(message.offset, now)
                 self._runner.submit(record_from(message))
+            self._progress_at = now
 
     def _on_done(self, record: ConsumedRecord) -> None:
+        self._progress_at = time.monotonic()
         tracker = self._trackers.get(TopicPartition(record.topic, record.partition))
         if tracker is not None:
             tracker.done(record.offset)
@@ -243,6 +279,7 @@ class Engine:
                 tracker = self._trackers.get(tp)
                 if tracker is not None:
                     tracker.mark_committed(offset)
+                    self._group_offsets[tp] = offset
 
     async def _update_lag(self) -> None:
         for tp in self._consumer.assignment():
@@ -254,8 +291,67 @@ class Engine:
                     position = await asyncio.wait_for(self._consumer.position(tp), 0.05)
             except (IllegalStateError, AssertionError, TimeoutError):
                 continue  # reassigned meanwhile, or no position yet
+            if position is not None and tp not in self._trackers and self._holds(tp):
+                # Nothing taken since assignment: the position is the group's committed offset.
+                self._group_offsets.setdefault(tp, position)
             if highwater is not None and position is not None:
                 PARTITION_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+
+    def _ask_end_offsets(self) -> None:
+        """Every ``end_offsets_interval_seconds``, the end offsets of the paused partitions
+        (their high watermark is not fetched while paused), in the background."""
+        now = time.monotonic()
+        if now - self._end_offsets_asked < self._settings.end_offsets_interval_seconds:
+            return
+        if self._end_offsets_task is not None and not self._end_offsets_task.done():
+            return
+        paused = {tp for tp in self._consumer.paused() if self._holds(tp)}
+        if not paused:
+            return
+        self._end_offsets_asked = now
+        self._end_offsets_task = asyncio.create_task(self._read_end_offsets(paused))
+
+    async def _read_end_offsets(self, partitions: set[TopicPartition]) -> None:
+        try:
+            ends = await asyncio.wait_for(
+                self._consumer.end_offsets(sorted(partitions)), _END_OFFSETS_TIMEOUT_SECONDS
+            )
+        except (KafkaError, IllegalStateError, TimeoutError) as exc:
+            log.debug("end_offsets_failed", error=type(exc).__name__)
+            return
+        for tp, end in ends.items():
+            if self._holds(tp) and end is not None:
+                self._end_offsets[tp] = max(end, self._end_offsets.get(tp, end))
+
+    def _holds(self, tp: TopicPartition) -> bool:
+        return tp in self._assigned and tp not in self._revoking
+
+    def status(self, now: float | None = None) -> EngineStatus:
+        """This engine's status now (worker/engine/status.py); cheap, no I/O."""
+        now = time.monotonic() if now is None else now
+        partitions = []
+        for tp in sorted(self._assigned - self._revoking):
+            tracker = self._trackers.get(tp)
+            taken_at = tracker.oldest_taken_at() if tracker is not None else None
+            age = 0.0 if taken_at is None else max(0.0, now - taken_at)
+            partitions.append(PartitionStatus(tp.topic, tp.partition, self._committed_lag(tp), age))
+        return EngineStatus(
+            group=self._group,
+            progress_age_seconds=max(0.0, now - self._progress_at),
+            in_flight=self._runner.in_flight,
+            partitions=tuple(partitions),
+        )
+
+    def _committed_lag(self, tp: TopicPartition) -> int | None:
+        committed = self._group_offsets.get(tp)
+        try:
+            highwater = self._consumer.highwater(tp)
+        except (IllegalStateError, AssertionError):
+            highwater = None
+        ends = [end for end in (highwater, self._end_offsets.get(tp)) if end is not None]
+        if committed is None or not ends:
+            return None
+        return max(0, max(ends) - committed)
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         if not revoked:
@@ -274,7 +370,10 @@ class Engine:
         finally:
             for tp in revoked:
                 self._trackers.pop(tp, None)
+                self._group_offsets.pop(tp, None)
+                self._end_offsets.pop(tp, None)
                 _forget_lag(tp)
+            self._assigned -= revoked
             self._revoking -= revoked
         log.info(
             "partitions_revoked",
@@ -286,6 +385,10 @@ class Engine:
         )
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        for tp in assigned:  # whatever was known of them before is someone else's since
+            self._group_offsets.pop(tp, None)
+            self._end_offsets.pop(tp, None)
+        self._assigned |= assigned
         log.info("partitions_assigned", partitions=_names(assigned))
 
 

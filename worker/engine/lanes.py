@@ -86,11 +86,16 @@ class LaneRunner:
         if lane.task is None and not lane.blocked:
             lane.task = asyncio.create_task(self._run_lane(key, lane), name=f"lane-{key!r}")
 
-    async def changed(self) -> None:
-        """Wait until a record finishes, fails or is dropped."""
+    def changed(self) -> asyncio.Future[None]:
+        """A future done when a record next finishes, fails or is dropped.
+
+        Registered at the call, not when first awaited: a record finishing in between (its
+        task woken earlier) would otherwise go unnoticed, and a drain sit out its whole grace.
+        """
         waiter = asyncio.get_running_loop().create_future()
+        self._waiters = [w for w in self._waiters if not w.done()]  # cancelled ones go
         self._waiters.append(waiter)
-        await waiter
+        return waiter
 
     async def drain(self, belongs: Belongs, grace_seconds: float) -> DrainResult:
         """Wait up to ``grace_seconds`` until no record that ``belongs`` is unfinished.
@@ -106,7 +111,7 @@ class LaneRunner:
             remaining = deadline - time.monotonic()
             if not self._holding(belongs) or remaining <= 0:
                 break
-            waiter = asyncio.ensure_future(self.changed())
+            waiter = self.changed()
             await asyncio.wait({waiter}, timeout=remaining)
             waiter.cancel()
         dropped += self._drop(belongs, blocked_only=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import assert_never
 
-from worker.handlers.base import Applied, Step
+from worker.handlers.base import Applied, Step, abandon
 from worker.handlers.cancel import cancel
 from worker.handlers.create import create
 from worker.handlers.handover import handover
@@ -36,4 +36,4 @@ async def carry_out(decision: ZoomStep, step: Step) -> Applied:
             assert_never(decision)
 
 
-__all__ = ["Applied", "Step", "ZoomStep", "carry_out"]
+__all__ = ["Applied", "Step", "ZoomStep", "abandon", "carry_out"]

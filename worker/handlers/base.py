@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from structlog.stdlib import get_logger
+
 from schemas import LinkedAction, ReplacedMeeting, SourceEvent
 from worker.pipeline.crashpoints import CrashPoints
 from worker.pipeline.decision import HostedMeeting, UnfinishedCreate, Wanted
@@ -31,6 +33,8 @@ from worker.pipeline.links import Link, LinkSession
 from worker.pipeline.ports import Clock, Meetings
 from worker.zoom.errors import MeetingNotFound
 from worker.zoom.models import Meeting, MeetingPatch, MeetingSpec, MeetingSummary
+
+log = get_logger("worker.handlers")
 
 # A crashed create is looked for among meetings created since its intent, minus clock skew.
 RECOVERY_SKEW = timedelta(minutes=5)
@@ -115,6 +119,29 @@ async def delete_meeting(step: Step, meeting: HostedMeeting) -> None:
     """Delete ``meeting`` with its host's token; one already gone (by hand) is what we wanted."""
     with contextlib.suppress(MeetingNotFound):
         await step.meetings.delete_meeting(meeting.host, meeting.meeting_id)
+
+
+async def abandon(step: Step, applied: Applied) -> None:
+    """The step made a meeting but lost its event's lease before storing it (the worker stalled
+    and another took the event over): delete that meeting, unless another link names it by now
+    (the new holder adopted it), so it is not left on Zoom. Best effort: failures are logged."""
+    meeting_id, host = applied.link.zoom_meeting_id, applied.link.host_user_id
+    if applied.action is not LinkedAction.CREATED or meeting_id is None or host is None:
+        return
+    try:
+        if meeting_id in await step.session.linked_elsewhere([meeting_id]):
+            return
+        await delete_meeting(step, HostedMeeting(meeting_id, host))
+        log.warning(
+            "abandoned_meeting_deleted", event_id=step.event.event_id, meeting_id=meeting_id
+        )
+    except Exception as exc:
+        log.error(
+            "abandoned_meeting_left",
+            event_id=step.event.event_id,
+            meeting_id=meeting_id,
+            error=type(exc).__name__,
+        )
 
 
 @dataclass(frozen=True)

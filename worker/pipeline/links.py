@@ -1,12 +1,14 @@
 """The link store: what the worker knows about each calendar event and its Zoom meeting.
 
 Contract of ``LinkStore.guard``: it yields a ``LinkSession`` holding exclusive rights to one
-event id across every worker process (a Postgres advisory lock on a dedicated connection). It
-may block while another holder works on the same event; the lock dies with the connection, so a
-crashed worker never leaves an event locked. When the guard ends, whichever way (the body
-raised, the first read of the link failed, the task was cancelled, even while waiting for the
-lock), every lock it took is released, or else the connection is closed, which releases them
-too: no pooled connection ever keeps a lock. ``save`` commits at once (autocommit): a write is
+event id across every worker process (a lease, ``worker/leases.py``, renewed while the
+guard lasts). It may block while another holder works on the same event, holding no database
+connection meanwhile; each operation borrows a pooled connection for one round trip, so a guard
+costs no connection while it waits for Zoom. A crashed worker's leases run out by themselves
+(``LEASE_SECONDS``). When the guard ends, whichever way (the body raised, the task was
+cancelled, even while waiting for the lease), every lease it took is released. Every write
+checks the lease in its own statement and raises ``LeaseLost`` when it ran out (the worker
+stalled that long): nothing is then written. ``save`` commits at once (autocommit): a write is
 durable before the caller goes on to the next side effect. ``conclude`` stores a message's
 outcome: the link and the event's pending retry (``worker/pipeline/pending.py``: replaced, or
 cleared) in one statement, so a retry never outlives a newer revision's outcome.
@@ -19,18 +21,20 @@ per host, making meetings and looking for those crashed creates made (see
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Collection, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
+from enum import Enum
 from typing import Literal, Protocol
 
 from psycopg import AsyncConnection
 from psycopg.errors import UniqueViolation
-from psycopg.pq import TransactionStatus
 from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool
 
+from worker.leases import FENCE, LeaseLost, Leases, LeaseSettings, event_key, host_key
 from worker.pipeline.pending import Answer, PendingRetry, ScheduledRetry
 
 LinkState = Literal["none", "creating", "linked", "cancelled", "deleted"]
@@ -100,10 +104,14 @@ class LinkSession(Protocol):
     async def pending(self) -> PendingRetry | None:
         """The guarded event's pending retry, or None."""
 
-    async def conclude(self, link: Link, retry: ScheduledRetry | None) -> None:
+    async def conclude(self, link: Link, retry: ScheduledRetry | Keep | None) -> None:
         """Store a message's outcome: ``link`` as ``save`` does and, in the same statement, the
-        event's pending retry: ``retry`` (replacing any, unclaimed) or none. Durable, all or
-        nothing, when this returns."""
+        event's pending retry: ``retry`` (replacing any, unclaimed), none, or (``KEEP``) as it
+        is. Durable, all or nothing, when this returns."""
+
+    async def unschedule(self, pending: PendingRetry) -> None:
+        """Delete ``pending`` if it is still the event's retry: once its outcome, stored with
+        ``KEEP``, is published (a crash before that runs the retry again, which republishes)."""
 
     async def hold_creates(self, hosts: Iterable[str]) -> None:
         """Exclusive rights, across processes and until the guard ends, to make meetings with
@@ -116,6 +124,13 @@ class LinkSession(Protocol):
         earlier meeting of a handover under way)."""
 
 
+class Keep(Enum):
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP  # ``conclude``: leave the event's pending retry as it is
+
+
 class LinkStore(Protocol):
     def guard(self, event_id: str) -> AbstractAsyncContextManager[LinkSession]:
         """Exclusive access to one event's link, across processes; may block on another holder."""
@@ -124,18 +139,14 @@ class LinkStore(Protocol):
 _COLUMNS = tuple(Link.__dataclass_fields__)
 _PENDING = tuple(PendingRetry.__dataclass_fields__)
 
-# Advisory lock keys: hashtextextended(text, seed); one seed per kind of thing locked.
-_EVENT_SEED = 7
-_HOST_SEED = 8
 _UNIQUE_MEETING = "event_links_zoom_meeting_id"  # migrations/sql/0005_one_event_per_meeting.sql
 
-# Lock and first read (the link and any pending retry) in one round trip: the read happens
-# once the lock is held.
-_LOCK_AND_LOAD = (
+# The first read (the link and any pending retry), made right after the lease is taken.
+_LOAD = (
     f"SELECT {', '.join('l.' + c for c in _COLUMNS)}, {', '.join('r.' + c for c in _PENDING)} "
-    f"FROM (SELECT pg_advisory_lock(hashtextextended(%s, {_EVENT_SEED}))) AS locked "
-    "LEFT JOIN event_links l ON l.event_id = %s "
-    "LEFT JOIN retry_schedule r ON r.event_id = %s"
+    "FROM (SELECT %s::text AS event_id) AS wanted "
+    "LEFT JOIN event_links l ON l.event_id = wanted.event_id "
+    "LEFT JOIN retry_schedule r ON r.event_id = wanted.event_id"
 )
 _SELECT_PENDING = f"SELECT {', '.join(_PENDING)} FROM retry_schedule WHERE event_id = %s"
 _SOURCE = (
@@ -148,27 +159,55 @@ _SOURCE = (
     "header_values",
     "source_timestamp_ms",
 )
+# Column types (migrations 0002, 0004, 0006): a fenced write inserts ``SELECT ... FROM fence``,
+# where Postgres cannot take a parameter's type from its column as it does in ``VALUES``.
+_LINK_TYPES = {
+    "seen_revision": "bigint",
+    "zoom_meeting_id": "bigint",
+    "start_time": "timestamptz",
+    "duration_minutes": "integer",
+    "creating_since": "timestamptz",
+    "last_result": "bytea",
+    "replaced_meeting_id": "bigint",
+}
+_RETRY_TYPES = {
+    "revision": "bigint",
+    "attempt": "integer",
+    "first_failed_at": "timestamptz",
+    "due_at": "timestamptz",
+    "notice": "bytea",
+    "source_partition": "integer",
+    "source_offset": "bigint",
+    "source_key": "bytea",
+    "source_value": "bytea",
+    "header_names": "text[]",
+    "header_values": "bytea[]",
+    "source_timestamp_ms": "bigint",
+}
+
+
+def _typed(columns: tuple[str, ...], types: dict[str, str]) -> str:
+    return ", ".join(f"%s::{types.get(c, 'text')}" for c in columns)
+
+
+_UPSERT_LINK = (
+    f"INSERT INTO event_links ({', '.join(_COLUMNS)}, updated_at) "
+    f"SELECT {_typed(_COLUMNS, _LINK_TYPES)}, now() FROM fence "
+    "ON CONFLICT (event_id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS if c != "event_id")
+    + ", updated_at = now()"
+)
 _SCHEDULE = (
-    f"INSERT INTO retry_schedule ({', '.join(_PENDING + _SOURCE)}) "
-    f"VALUES ({', '.join(['%s'] * (len(_PENDING) + len(_SOURCE)))}) "
+    f"scheduled AS (INSERT INTO retry_schedule ({', '.join(_PENDING + _SOURCE)}) "
+    f"SELECT {_typed(_PENDING + _SOURCE, _RETRY_TYPES)} FROM fence "
     "ON CONFLICT (event_id) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in _PENDING + _SOURCE if c != "event_id")
-    + ", claimed_by = NULL, claimed_until = NULL, updated_at = now()"
+    + ", claimed_by = NULL, claimed_until = NULL, updated_at = now())"
 )
-_UNSCHEDULE = "DELETE FROM retry_schedule WHERE event_id = %s"
-
-
-def _upsert_link() -> str:
-    names = ", ".join(_COLUMNS)
-    marks = ", ".join(["%s"] * len(_COLUMNS))
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS if c != "event_id")
-    return (
-        f"INSERT INTO event_links ({names}, updated_at) VALUES ({marks}, now()) "
-        f"ON CONFLICT (event_id) DO UPDATE SET {updates}, updated_at = now()"
-    )
-
-
-_UPSERT_LINK = _upsert_link()
+_UNSCHEDULE = (
+    "unscheduled AS (DELETE FROM retry_schedule WHERE event_id = %s"
+    " AND EXISTS (SELECT 1 FROM fence))"
+)
 
 
 def schedule_params(retry: ScheduledRetry) -> tuple[object, ...]:
@@ -187,67 +226,53 @@ def schedule_params(retry: ScheduledRetry) -> tuple[object, ...]:
 
 
 class PostgresLinkStore:
-    def __init__(self, pool: AsyncConnectionPool[AsyncConnection]) -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool[AsyncConnection], leases: LeaseSettings | None = None
+    ) -> None:
         self._pool = pool
+        self._leases = Leases(pool, leases)
+
+    async def settle(self) -> None:
+        """Wait for the lease releases under way (at shutdown, before the pool closes)."""
+        await self._leases.settle()
 
     @asynccontextmanager
     async def guard(self, event_id: str) -> AsyncIterator[LinkSession]:
-        async with self._pool.connection() as conn:
-            try:
-                await conn.set_autocommit(True)
-                cursor = await conn.execute(_LOCK_AND_LOAD, (event_id, event_id, event_id))
-                # Reading the row can fail after the lock is taken (a value Python cannot hold):
-                # inside the try, so the lock is released all the same.
-                row = await cursor.fetchone()
-                assert row is not None  # the lock's own row, joined to nothing or to ours
-                link_row, pending_row = row[: len(_COLUMNS)], row[len(_COLUMNS) :]
-                first = Link(*link_row) if link_row[0] is not None else None
-                pending = PendingRetry(*pending_row) if pending_row[0] is not None else None
-                yield _PostgresSession(conn, event_id, first, pending)
-            finally:
-                await _release(conn)
+        owner = uuid.uuid4().hex
+        # Not taken (the database failed, the task was cancelled): nothing to give back, and
+        # should the statement have landed all the same, the lease runs out by itself.
+        rows = await self._leases.take(event_key(event_id), owner, then=_LOAD, params=(event_id,))
+        try:
+            (row,) = rows
+            link_row, pending_row = row[: len(_COLUMNS)], row[len(_COLUMNS) :]
+            first = Link(*link_row) if link_row[0] is not None else None
+            pending = PendingRetry(*pending_row) if pending_row[0] is not None else None
+            async with self._leases.keep_alive(owner):
+                yield _PostgresSession(self._pool, self._leases, owner, event_id, first, pending)
+        finally:
+            self._leases.release(owner)
 
 
 def _link_params(link: Link) -> tuple[object, ...]:
     return tuple(getattr(link, c) for c in _COLUMNS)
 
 
-async def _release(conn: AsyncConnection) -> None:
-    """Release every advisory lock ``conn`` holds, or close it when that cannot be done for
-    certain: the locks die with the server session, and the pool replaces a closed connection.
-
-    Only an idle connection is unlocked (psycopg cancels and drains a query interrupted by
-    cancellation; should that fail, the connection is already closed or in an unknown state).
-    ``pg_advisory_unlock_all`` also covers a lock whose query was cancelled just as it was
-    granted, and the hosts' locks. A failure to unlock closes the connection and is not raised
-    (it would hide the body's own error); a cancellation meanwhile closes it and propagates.
-    """
-    if conn.closed:
-        return
-    if conn.pgconn.transaction_status != TransactionStatus.IDLE:
-        await conn.close()
-        return
-    try:
-        await conn.execute("SELECT pg_advisory_unlock_all()")
-    except Exception:
-        await conn.close()
-    except BaseException:
-        await conn.close()
-        raise
-
-
 class _PostgresSession:
     def __init__(
         self,
-        conn: AsyncConnection,
+        pool: AsyncConnectionPool[AsyncConnection],
+        leases: Leases,
+        owner: str,
         event_id: str,
         first: Link | None,
         pending: PendingRetry | None,
     ) -> None:
-        self._conn = conn
+        self._pool = pool
+        self._leases = leases
+        self._owner = owner
         self._event_id = event_id
         self._first: Link | None = first
-        self._fresh = True  # ``first`` was read under the lock and nothing was saved since
+        self._fresh = True  # ``first`` was read under the lease and nothing was saved since
         self._pending = pending
         self._pending_fresh = True  # likewise for ``pending``
         self._hosts: set[str] = set()  # hosts whose creates this session holds
@@ -256,7 +281,7 @@ class _PostgresSession:
         if self._fresh:
             self._fresh = False
             return self._first
-        async with self._conn.cursor(row_factory=class_row(Link)) as cur:
+        async with self._pool.connection() as conn, conn.cursor(row_factory=class_row(Link)) as cur:
             await cur.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM event_links WHERE event_id = %s",
                 (self._event_id,),
@@ -266,50 +291,72 @@ class _PostgresSession:
     async def pending(self) -> PendingRetry | None:
         if self._pending_fresh:
             return self._pending
-        async with self._conn.cursor(row_factory=class_row(PendingRetry)) as cur:
+        async with (
+            self._pool.connection() as conn,
+            conn.cursor(row_factory=class_row(PendingRetry)) as cur,
+        ):
             await cur.execute(_SELECT_PENDING, (self._event_id,))
             return await cur.fetchone()
 
     async def save(self, link: Link) -> None:
-        await self._store(_UPSERT_LINK, _link_params(link), link)
+        await self._store(f"WITH {FENCE} {_UPSERT_LINK}", _link_params(link), link)
 
-    async def conclude(self, link: Link, retry: ScheduledRetry | None) -> None:
+    async def conclude(self, link: Link, retry: ScheduledRetry | Keep | None) -> None:
         self._pending_fresh = False
+        if retry is KEEP:
+            await self.save(link)
+            return
         if retry is None:
-            sql = f"WITH unscheduled AS ({_UNSCHEDULE}) {_UPSERT_LINK}"
+            sql = f"WITH {FENCE}, {_UNSCHEDULE} {_UPSERT_LINK}"
             params: tuple[object, ...] = (self._event_id, *_link_params(link))
         else:
             assert retry.pending.event_id == self._event_id
-            sql = f"WITH scheduled AS ({_SCHEDULE}) {_UPSERT_LINK}"
+            sql = f"WITH {FENCE}, {_SCHEDULE} {_UPSERT_LINK}"
             params = (*schedule_params(retry), *_link_params(link))
         await self._store(sql, params, link)
+
+    async def unschedule(self, pending: PendingRetry) -> None:
+        self._pending_fresh = False
+        async with self._pool.connection() as conn:
+            if not conn.autocommit:
+                await conn.set_autocommit(True)
+            await conn.execute(
+                "DELETE FROM retry_schedule"
+                " WHERE event_id = %s AND message_id = %s AND attempt = %s",
+                (pending.event_id, pending.message_id, pending.attempt),
+            )
 
     async def _store(self, sql: str, params: tuple[object, ...], link: Link) -> None:
         assert link.event_id == self._event_id
         self._fresh = False
+        fence = (self._leases.settings.seconds, event_key(self._event_id), self._owner)
         try:
-            await self._conn.execute(sql, params)
+            async with self._pool.connection() as conn:
+                if not conn.autocommit:
+                    await conn.set_autocommit(True)
+                cursor = await conn.execute(sql, (*fence, *params))
         except UniqueViolation as exc:
             if exc.diag.constraint_name == _UNIQUE_MEETING:
                 raise MeetingTaken(link.event_id, link.zoom_meeting_id) from exc
             raise
+        if cursor.rowcount != 1:
+            raise LeaseLost(f"the lease on event {self._event_id!r} ran out; nothing stored")
 
     async def hold_creates(self, hosts: Iterable[str]) -> None:
         # Sorted: two steps that each need the same two hosts take them in the same order.
         for host in sorted(set(hosts) - self._hosts):
-            await self._conn.execute(
-                f"SELECT pg_advisory_lock(hashtextextended(%s, {_HOST_SEED}))", (host,)
-            )
+            await self._leases.take(host_key(host), self._owner)
             self._hosts.add(host)
 
     async def linked_elsewhere(self, meeting_ids: Collection[int]) -> frozenset[int]:
         if not meeting_ids:
             return frozenset()
-        cursor = await self._conn.execute(
-            "SELECT zoom_meeting_id FROM event_links"
-            " WHERE zoom_meeting_id = ANY(%(ids)s::bigint[]) AND event_id <> %(event)s"
-            " UNION SELECT replaced_meeting_id FROM event_links"
-            " WHERE replaced_meeting_id = ANY(%(ids)s::bigint[]) AND event_id <> %(event)s",
-            {"ids": list(meeting_ids), "event": self._event_id},
-        )
-        return frozenset(row[0] for row in await cursor.fetchall())
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT zoom_meeting_id FROM event_links"
+                " WHERE zoom_meeting_id = ANY(%(ids)s::bigint[]) AND event_id <> %(event)s"
+                " UNION SELECT replaced_meeting_id FROM event_links"
+                " WHERE replaced_meeting_id = ANY(%(ids)s::bigint[]) AND event_id <> %(event)s",
+                {"ids": list(meeting_ids), "event": self._event_id},
+            )
+            return frozenset(row[0] for row in await cursor.fetchall())

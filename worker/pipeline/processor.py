@@ -37,7 +37,8 @@ from schemas import (
 )
 from schemas.dead_letter import dead_letter_headers
 from worker.engine.records import ConsumedRecord
-from worker.handlers import Applied, Step, carry_out
+from worker.handlers import Applied, Step, abandon, carry_out
+from worker.leases import LeaseLost
 from worker.pipeline import metrics, results
 from worker.pipeline.admission import Admission
 from worker.pipeline.crashpoints import CrashPoints
@@ -52,7 +53,7 @@ from worker.pipeline.decision import (
     decide,
 )
 from worker.pipeline.failures import EXPECTED, Failure, classify
-from worker.pipeline.links import Link, LinkSession, LinkStore
+from worker.pipeline.links import KEEP, Link, LinkSession, LinkStore
 from worker.pipeline.pending import PendingRetry, RetryPolicy, ScheduledRetry
 from worker.pipeline.ports import Clock, Meetings, Publisher
 from worker.pipeline.results import result_message_id
@@ -168,9 +169,9 @@ class Processor:
         """``pending``: the retry being run, None for a record from the broker."""
         match decision:
             case Republish():
-                if pending is not None and link is not None:
-                    await session.conclude(link, None)  # answered already: nothing to retry
                 await self._republish(event, decision)
+                if pending is not None:  # a retry whose outcome was stored, maybe not published
+                    await session.unschedule(pending)
                 return "stale"
             case Remember():
                 if decision.link != link or pending is not None:
@@ -185,14 +186,27 @@ class Processor:
                     failure = classify(exc, self._clock())
                     if failure.retryable:
                         return await self._defer(record, event, decision, failure, session, pending)
-                    await self._fail(record, event, link, decision, failure, session)
+                    await self._fail(record, event, link, decision, failure, session, pending)
                     return "failed"
-                await self._link(event, applied, session)
+                try:
+                    await self._link(event, applied, session, pending)
+                except LeaseLost:
+                    await abandon(step, applied)
+                    raise
                 return "linked" if applied.action else "skipped"
             case _:
                 assert_never(decision)
 
-    async def _link(self, event: SourceEvent, applied: Applied, session: LinkSession) -> None:
+    async def _link(
+        self,
+        event: SourceEvent,
+        applied: Applied,
+        session: LinkSession,
+        pending: PendingRetry | None,
+    ) -> None:
+        """Store the outcome, then publish it. A retry's schedule goes only once it is
+        published: its offset was committed long ago, so a crash in between must find the
+        retry again (which republishes the stored result)."""
         stored = applied.link.evolve(
             seen_revision=event.revision,
             last_message_id=event.message_id,
@@ -205,12 +219,15 @@ class Processor:
         result = results.linked(event, stored, applied.action, self._clock(), applied.replaced)
         value = result.to_bytes()
         await session.conclude(
-            stored.evolve(last_result=value, last_result_topic=self._topics.linked), None
+            stored.evolve(last_result=value, last_result_topic=self._topics.linked),
+            KEEP if pending is not None else None,
         )
         self._crash.reached("after_db")
         await self._publisher.publish(
             self._topics.linked, event.event_id.encode(), value, results.result_headers(result)
         )
+        if pending is not None:
+            await session.unschedule(pending)
         self._crash.reached("after_publish")
 
     async def _fail(
@@ -221,10 +238,12 @@ class Processor:
         decision: Decision,
         failure: Failure,
         session: LinkSession,
+        pending: PendingRetry | None,
     ) -> None:
         """A final failure: published once; permanent ones remembered so a redelivery repeats
-        them, retryable ones (past the horizon) parked with the link as it was."""
-        result = results.failed(event, decision, failure, self._clock())
+        them, retryable ones (past the horizon) parked with the link as it was, under their
+        own id (a replay's outcome follows under the usual one)."""
+        result = results.failed(event, decision, failure, self._clock(), parked=failure.retryable)
         value = result.to_bytes()
         if not failure.retryable:
             # Permanent: nothing was made on Zoom; remember the answer so redelivery repeats it.
@@ -238,7 +257,7 @@ class Processor:
                     last_result=value,
                     last_result_topic=self._topics.failed,
                 ),
-                None,
+                KEEP if pending is not None else None,
             )
         self._crash.reached("after_db")
         await self._publisher.publish(
@@ -252,6 +271,8 @@ class Processor:
             current = await session.get()
             base = current or Link(event.event_id, event.organizer.user_id, "none", -1)
             await session.conclude(base, None)  # no retry pending any more
+        elif pending is not None:
+            await session.unschedule(pending)
         self._crash.reached("after_publish")
 
     async def _defer(
@@ -281,7 +302,9 @@ class Processor:
                 attempts=attempt,
                 first_failed_at=first_failed_at.isoformat(),
             )
-            await self._fail(record, event, await session.get(), decision, failure, session)
+            await self._fail(
+                record, event, await session.get(), decision, failure, session, pending
+            )
             return "failed"
         notice = results.failed(event, decision, failure, now, next_attempt_at=due)
         told = pending.notice if pending is not None else notice.to_bytes()

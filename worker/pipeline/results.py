@@ -38,6 +38,7 @@ from worker.pipeline.ports import Headers
 
 _RESULT_NS = uuid.UUID("5b0f3b1e-7c1a-4d55-9d0e-6f1c2a9e4b10")
 _NOTICE_NS = uuid.UUID("0d6c2f4e-93a1-4b7e-8c55-2e7f1a9b3d60")
+_PARKED_NS = uuid.UUID("7a41c0d2-5e93-4f18-b6a7-3c2d9e8f1b54")
 
 LINKED_MESSAGE: Final = "meeting.linked"
 FAILED_MESSAGE: Final = "meeting.failed"
@@ -100,20 +101,30 @@ def linked(
     )
 
 
+def parked_message_id(source_message_id: str) -> str:
+    """The id of the failure published when a source is parked for ``dlq replay``: another id
+    than a replay's outcome, which follows under ``result_message_id``."""
+    return str(uuid.uuid5(_PARKED_NS, source_message_id))
+
+
 def failed(
     event: SourceEvent,
     decision: Decision,
     failure: Failure,
     now: datetime,
     next_attempt_at: datetime | None = None,
+    *,
+    parked: bool = False,
 ) -> MeetingFailed:
     """The failure of ``event``'s step; with ``next_attempt_at``, the one notice that the worker
-    retries it by itself (under its own id), else the outcome."""
-    message_id = (
-        result_message_id(event.message_id)
-        if next_attempt_at is None
-        else notice_message_id(event.message_id)
-    )
+    retries it by itself (under its own id); ``parked``: final, the source parked for replay
+    (under its own id too); else the outcome."""
+    if next_attempt_at is not None:
+        message_id = notice_message_id(event.message_id)
+    elif parked:
+        message_id = parked_message_id(event.message_id)
+    else:
+        message_id = result_message_id(event.message_id)
     return MeetingFailed(
         message_id=message_id,
         correlation_id=event.message_id,
@@ -182,7 +193,8 @@ def processing_error(
     """For a source the worker failed on every time it tried (parked for ``dlq replay``); a
     replay, or the event saved again, may well succeed."""
     reason = FailureReason.PROCESSING_ERROR
-    return _unprocessed(ids, source_id, kind, reason, True, attempts, now)
+    failed = _unprocessed(ids, source_id, kind, reason, True, attempts, now)
+    return failed.model_copy(update={"message_id": parked_message_id(source_id)})
 
 
 def _unprocessed(

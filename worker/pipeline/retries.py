@@ -115,7 +115,7 @@ class PostgresRetryQueue:
     """``RetryQueue`` over ``retry_schedule`` (migration 0006); claims are this process's."""
 
     def __init__(
-        self, pool: AsyncConnectionPool[AsyncConnection], *, lease_seconds: float = 300.0
+        self, pool: AsyncConnectionPool[AsyncConnection], *, lease_seconds: float = 60.0
     ) -> None:
         self._pool = pool
         self._lease = lease_seconds

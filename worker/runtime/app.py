@@ -1,7 +1,8 @@
 """Wiring: every long-lived resource opened in one ``AsyncExitStack``, closed in reverse.
 
-Start-up order: database pool, HTTP client, producer, dependency monitor, health server, then
-the consumer engine (running the processor through the poison guard);
+Start-up order: tracing (when ``OTEL_*`` turns it on), database pool, HTTP client, producer,
+dependency monitor, health server, then the consumer engine (running the processor through the
+poison guard);
 shutdown (SIGTERM/SIGINT) stops the engine first (finish in-flight, commit, leave the group) and
 closes the rest after it, so no result is published on a closed producer.
 """
@@ -9,11 +10,13 @@ closes the rest after it, so no result is published on a closed producer.
 from __future__ import annotations
 
 import asyncio
+import sys
 from contextlib import AsyncExitStack
 
 from structlog.stdlib import get_logger
 
 from worker.engine.consumer import Engine, EngineSettings
+from worker.leases import Leases, LeaseSettings
 from worker.pipeline.admission import Admission
 from worker.pipeline.crashpoints import CrashPoints
 from worker.pipeline.links import PostgresLinkStore
@@ -22,20 +25,29 @@ from worker.pipeline.poison import PoisonGuard
 from worker.pipeline.processor import Processor, Topics
 from worker.pipeline.retries import PostgresRetryQueue, RetryRunner, RunnerSettings
 from worker.runtime import kafka
-from worker.runtime.config import Settings
+from worker.runtime.config import ConfigError, Settings
 from worker.runtime.dependencies import DependencyMonitor, broker_probe, database_probe
-from worker.runtime.health import health_app, serving
+from worker.runtime.health import Liveness, health_app, serving, stall_liveness
 from worker.runtime.http import http_client
 from worker.runtime.publisher import KafkaPublisher
-from worker.runtime.resources import open_pool, stop_on_signals, token_store
+from worker.runtime.resources import Pool, open_pool, stop_on_signals, token_store
+from worker.runtime.shared_limits import SharedRateLimiter
+from worker.runtime.tracing import Tracing
 from worker.zoom import ZoomMeetings
 from worker.zoom.breaker import BreakerConfig, CircuitBreaker
+from worker.zoom.ratelimit import AccountRateLimiter, BucketConfig, Category, RateLimiter
 
 log = get_logger("worker.runtime.app")
 
 
 def main(settings: Settings) -> int:
-    return asyncio.run(run(settings))
+    try:
+        tracing = Tracing.from_environment()  # the OTEL_* variables
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 2  # EXIT_CONFIG, as for every other setting (worker/cli.py)
+    return asyncio.run(run(settings, tracing=tracing))
 
 
 def topics_of(settings: Settings) -> Topics:
@@ -49,43 +61,69 @@ def topics_of(settings: Settings) -> Topics:
     )
 
 
-def pool_size(max_in_flight: int) -> int:
-    """Database connections the worker may need at once, so that none ever waits for one.
+def rate_limiter(settings: Settings, pool: Pool) -> RateLimiter:
+    """Zoom's per-account ceilings kept by every replica together, or by this process alone."""
+    limits: dict[Category, BucketConfig] = {
+        "Medium": BucketConfig.under(settings.zoom_medium_per_second),
+        "Light": BucketConfig.under(settings.zoom_light_per_second),
+    }
+    if settings.zoom_rate_limit_scope == "shared":
+        return SharedRateLimiter(pool, limits)
+    return AccountRateLimiter(limits)
 
-    Each admitted message (at most ``MAX_IN_FLIGHT``) holds one connection for its event's guard
-    from start to end and, one at a time, at most one more: to read its organizer's token, or to
-    refresh it under the row lock, across Zoom's OAuth call (``token_store/store.py``; callers
-    refreshing one organizer share one refresh). Eight more serve the dependency probe,
-    ``/readyz`` and headroom. With fewer, a burst of refreshes (many organizers' tokens expiring
-    together, after a deploy or an outage) queues for connections held across slow OAuth calls
-    and messages fail with ``PoolTimeout``; tests/worker/test_outages.py checks this bound.
+
+def refresh_slots(pool_size: int) -> int:
+    """Token refreshes at once: each holds a pooled connection (its row lock) across Zoom's
+    OAuth call (``token_store/store.py``); four connections always stay for everything else
+    (the guards' short statements, the retry runner, the dependency probe). A burst of
+    refreshes (tokens expiring together) queues in the process, never on the pool, so no
+    message fails with ``PoolTimeout`` for it (tests/worker/test_outages.py).
+
+    Nothing else holds a connection for longer than one round trip: the event guards hold
+    leases, not connections (``worker/leases.py``), so ``DATABASE_POOL_SIZE`` need
+    not grow with ``MAX_IN_FLIGHT``.
     """
-    return 2 * max_in_flight + 8
+    return max(1, pool_size - 4)
 
 
 async def run(
-    settings: Settings, stop: asyncio.Event | None = None, *, crash: CrashPoints | None = None
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    *,
+    crash: CrashPoints | None = None,
+    tracing: Tracing | None = None,
 ) -> int:
     """Run the worker until ``stop`` is set (or SIGTERM/SIGINT); 0 after a clean shutdown.
 
     ``crash`` arms the crash-recovery hook: only the dev tooling passes one
     (``devservices.crashing_worker``); ``zoom-worker run`` never does.
+    ``tracing``: as the ``OTEL_*`` variables say unless given (``worker/runtime/tracing.py``).
     """
     stop = stop_on_signals(stop)
+    tracing = tracing if tracing is not None else Tracing.from_environment()
     async with AsyncExitStack() as stack:
+        await stack.enter_async_context(tracing.running())  # before the pool: Postgres spans
         pool = await open_pool(
             stack,
             settings,
-            pool_size(settings.max_in_flight),
+            settings.database_pool_size,
             wait_seconds=settings.database_pool_timeout_seconds,
+            application_name=settings.database_application_name,
         )
         http = await stack.enter_async_context(http_client(settings.max_in_flight + 16))
-        tokens = token_store(settings, pool, http)
+        tracing.instrument_http(http)
+        tokens = token_store(
+            settings,
+            pool,
+            http,
+            max_concurrent_refreshes=refresh_slots(settings.database_pool_size),
+        )
         meetings = ZoomMeetings(
             http,
             api_base_url=settings.zoom_api_base_url,
             tokens=tokens,
             retry_budget_seconds=settings.zoom_retry_budget_seconds,
+            limiter=rate_limiter(settings, pool),
             breaker=CircuitBreaker(
                 "zoom_api",
                 BreakerConfig(
@@ -109,10 +147,11 @@ async def run(
             }
         )
         await stack.enter_async_context(monitor.running())
-        publisher = KafkaPublisher(producer)
+        publisher = KafkaPublisher(producer, tracer=tracing.tracer)
+        links = PostgresLinkStore(pool, LeaseSettings(seconds=settings.lease_seconds))
         processor = Processor(
             topics=topics,
-            links=PostgresLinkStore(pool),
+            links=links,
             meetings=meetings,
             publisher=publisher,
             crash=crash,
@@ -131,7 +170,7 @@ async def run(
 
         retries = RetryRunner(
             PostgresRetryQueue(pool, lease_seconds=settings.retry_lease_seconds),
-            run_retry,
+            tracing.retries(run_retry, group=settings.kafka_group_id),
             meetings.breaker,
             settings=RunnerSettings(
                 poll_seconds=settings.retry_poll_seconds,
@@ -142,7 +181,7 @@ async def run(
         )
         engine = Engine(
             kafka.consumer(settings),
-            handler,
+            tracing.records(handler, group=settings.kafka_group_id),
             EngineSettings(
                 topics=settings.event_topics,
                 # Taken but waiting for admission costs only memory: buffer more than we run,
@@ -160,14 +199,32 @@ async def run(
             "broker": lambda: monitor.check("broker"),
             "consumer": consumer_running,
         }
-        await stack.enter_async_context(serving(health_app(checks), settings.http_port))
+
+        def liveness() -> Liveness:
+            # Stuck with work: restart; waiting out a known outage: no (worker/runtime/health.py).
+            status = engine.status()
+            return stall_liveness(
+                progress_age_seconds=status.progress_age_seconds,
+                has_work=status.has_work,
+                stall_seconds=settings.liveness_stall_seconds,
+                dependencies_down=monitor.down,
+                detail={"in_flight": status.in_flight, "committed_lag": status.committed_lag},
+            )
+
+        await stack.enter_async_context(serving(health_app(checks, liveness), settings.http_port))
         log.info("worker starting", group=settings.kafka_group_id, topics=settings.event_topics)
         # Scheduled retries run beside the consumer and stop with it, before the producer closes.
         retrying = asyncio.create_task(retries.run(stop), name="retry-runner")
+        sweeping = asyncio.create_task(
+            Leases(pool, LeaseSettings(seconds=settings.lease_seconds)).sweeping(stop),
+            name="lease-sweeper",
+        )
         try:
             await engine.run(stop)
         finally:
             stop.set()
             await retrying
+            await sweeping
+            await links.settle()  # the last messages' leases, before the pool closes
         log.info("worker stopped")
     return 0

@@ -72,6 +72,7 @@ class ServiceSettings(BaseModel):
     }
 
     database_url: SecretStr | None = Field(None, alias="DATABASE_URL")
+    database_prepared_statements: bool = Field(True, alias="DATABASE_PREPARED_STATEMENTS")
     token_encryption_keys: SecretStr | None = Field(None, alias="TOKEN_ENCRYPTION_KEYS")
     zoom_client_id: str | None = Field(None, alias="ZOOM_CLIENT_ID")
     zoom_client_secret: SecretStr | None = Field(None, alias="ZOOM_CLIENT_SECRET")
@@ -157,12 +158,27 @@ class Settings(ServiceSettings):
     kafka_enable_idempotence: bool = Field(True, alias="KAFKA_ENABLE_IDEMPOTENCE")
     kafka_session_timeout_ms: int = Field(10_000, alias="KAFKA_SESSION_TIMEOUT_MS", ge=1000)
     http_port: int = Field(8080, alias="HTTP_PORT", ge=0, le=65535)
+    # /healthz fails when the consume loop has work and made no progress for this long.
+    liveness_stall_seconds: float = Field(300.0, alias="LIVENESS_STALL_SECONDS", gt=0)
     max_in_flight: int = Field(64, alias="MAX_IN_FLIGHT", ge=1, le=10_000)
     max_in_flight_per_organizer: int = Field(8, alias="MAX_IN_FLIGHT_PER_ORGANIZER", ge=1)
     max_buffered: int = Field(1024, alias="MAX_BUFFERED_MESSAGES", ge=1, le=1_000_000)
     shutdown_grace_seconds: float = Field(25.0, alias="SHUTDOWN_GRACE_SECONDS", gt=0)
     zoom_retry_budget_seconds: float = Field(30.0, alias="ZOOM_RETRY_BUDGET_SECONDS", gt=0)
     database_pool_timeout_seconds: float = Field(30.0, alias="DATABASE_POOL_TIMEOUT_SECONDS", gt=0)
+    database_pool_size: int = Field(16, alias="DATABASE_POOL_SIZE", ge=6, le=1000)
+    # How this replica's connections show in pg_stat_activity.
+    database_application_name: str = Field(
+        "zoom-worker", alias="DATABASE_APPLICATION_NAME", min_length=1, max_length=63
+    )
+    # Zoom's per-account ceilings (calls a second; Pro's by default) and who keeps to them:
+    # every replica together (a schedule in Postgres) or each process alone.
+    zoom_medium_per_second: float = Field(20.0, alias="ZOOM_MEDIUM_PER_SECOND", gt=0)
+    zoom_light_per_second: float = Field(30.0, alias="ZOOM_LIGHT_PER_SECOND", gt=0)
+    zoom_rate_limit_scope: Literal["shared", "process"] = Field(
+        "shared", alias="ZOOM_RATE_LIMIT_SCOPE"
+    )
+    lease_seconds: float = Field(30.0, alias="LEASE_SECONDS", ge=1)
     # Retries the worker does by itself (worker/pipeline/pending.py, retries.py).
     retry_delays_seconds: tuple[float, ...] = Field(
         (10.0, 60.0, 300.0, 900.0, 1800.0), alias="RETRY_DELAYS_SECONDS", min_length=1
@@ -170,7 +186,7 @@ class Settings(ServiceSettings):
     retry_horizon_seconds: float = Field(86_400.0, alias="RETRY_HORIZON_SECONDS", gt=0)
     retry_rate_per_second: float = Field(10.0, alias="RETRY_RATE_PER_SECOND", gt=0)
     retry_poll_seconds: float = Field(1.0, alias="RETRY_POLL_SECONDS", gt=0)
-    retry_lease_seconds: float = Field(300.0, alias="RETRY_LEASE_SECONDS", gt=0)
+    retry_lease_seconds: float = Field(60.0, alias="RETRY_LEASE_SECONDS", gt=0)
     # The circuit breaker on Zoom (worker/zoom/breaker.py).
     breaker_failure_ratio: float = Field(0.5, alias="BREAKER_FAILURE_RATIO", gt=0, le=1)
     breaker_min_calls: int = Field(10, alias="BREAKER_MIN_CALLS", ge=1)

@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
 import httpx
+from prometheus_client import REGISTRY
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -16,6 +21,57 @@ from token_store import TokenStore, ZoomOAuth
 from worker.runtime.config import ServiceSettings
 
 Pool = AsyncConnectionPool[AsyncConnection]
+
+
+class PoolMetrics(Collector):
+    """``zoom_worker_db_pool_*`` from psycopg_pool's ``get_stats()``, read at each scrape, over
+    every pool ``open_pool`` opened and has not closed (one per process outside tests):
+    ``connections{state}`` ``size`` (open or opening), ``in_use`` (lent out or opening),
+    ``idle`` (in the pool); ``waiting`` (requests queued for a connection); ``max_connections``."""
+
+    def __init__(self) -> None:
+        self._pools: list[Pool] = []
+
+    def watch(self, pool: Pool) -> None:
+        self._pools.append(pool)
+
+    def forget(self, pool: Pool) -> None:
+        if pool in self._pools:
+            self._pools.remove(pool)
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families(watching=False))
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._families(watching=True))
+
+    def _families(self, *, watching: bool) -> Iterator[Metric]:
+        connections = GaugeMetricFamily(
+            "zoom_worker_db_pool_connections",
+            "Database pool connections by state: size (open or opening), in_use, idle.",
+            labels=["state"],
+        )
+        waiting = GaugeMetricFamily(
+            "zoom_worker_db_pool_waiting", "Requests waiting for a pooled database connection."
+        )
+        ceiling = GaugeMetricFamily(
+            "zoom_worker_db_pool_max_connections", "The database pool's maximum size."
+        )
+        pools = list(self._pools) if watching else []
+        if pools:
+            stats = [pool.get_stats() for pool in pools]
+            size = sum(s.get("pool_size", 0) for s in stats)
+            idle = sum(s.get("pool_available", 0) for s in stats)
+            connections.add_metric(["size"], size)
+            connections.add_metric(["in_use"], max(0, size - idle))
+            connections.add_metric(["idle"], idle)
+            waiting.add_metric([], sum(s.get("requests_waiting", 0) for s in stats))
+            ceiling.add_metric([], sum(s.get("pool_max", 0) for s in stats))
+        yield from (connections, waiting, ceiling)
+
+
+POOL_METRICS = PoolMetrics()
+REGISTRY.register(POOL_METRICS)
 
 
 def stop_on_signals(stop: asyncio.Event | None = None) -> asyncio.Event:
@@ -43,7 +99,12 @@ async def in_utc(conn: AsyncConnection) -> None:
 
 
 async def open_pool(
-    stack: AsyncExitStack, settings: ServiceSettings, max_size: int, *, wait_seconds: float = 30.0
+    stack: AsyncExitStack,
+    settings: ServiceSettings,
+    max_size: int,
+    *,
+    wait_seconds: float = 30.0,
+    application_name: str = "zoom-worker",
 ) -> Pool:
     """A connection pool, open and ready (or failing within 30 s), closed with ``stack``.
 
@@ -56,10 +117,16 @@ async def open_pool(
         timeout=wait_seconds,
         reconnect_timeout=RECONNECT_SECONDS,
         configure=in_utc,
+        # Behind PgBouncer in transaction mode (before 1.21) a server-side prepared statement
+        # made on one server connection is unknown on the next: never prepare there.
+        kwargs={"application_name": application_name}
+        | ({} if settings.database_prepared_statements else {"prepare_threshold": None}),
         open=False,
     )
     await pool.open()
     stack.push_async_callback(pool.close)
+    POOL_METRICS.watch(pool)
+    stack.callback(POOL_METRICS.forget, pool)
     # Not ``open(wait=True)``: the pool stops retrying after RECONNECT_SECONDS, a new request
     # makes it try again, so ask until a connection comes.
     deadline = time.monotonic() + 30
@@ -72,7 +139,13 @@ async def open_pool(
                 raise
 
 
-def token_store(settings: ServiceSettings, pool: Pool, http: httpx.AsyncClient) -> TokenStore:
+def token_store(
+    settings: ServiceSettings,
+    pool: Pool,
+    http: httpx.AsyncClient,
+    *,
+    max_concurrent_refreshes: int | None = None,
+) -> TokenStore:
     secret = settings.zoom_client_secret
     oauth = ZoomOAuth(
         http,
@@ -86,6 +159,7 @@ def token_store(settings: ServiceSettings, pool: Pool, http: httpx.AsyncClient) 
         settings.key_ring(),
         oauth,
         refresh_margin=timedelta(seconds=settings.token_refresh_margin_seconds),
+        max_concurrent_refreshes=max_concurrent_refreshes,
     )
 
 

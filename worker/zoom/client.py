@@ -45,7 +45,7 @@ from worker.zoom.metrics import (
     ZOOM_RETRIES,
 )
 from worker.zoom.models import Meeting, MeetingPatch, MeetingSpec, MeetingSummary
-from worker.zoom.ratelimit import AccountRateLimiter, Category
+from worker.zoom.ratelimit import AccountRateLimiter, Category, RateLimiter
 from worker.zoom.tokens import AccessTokens
 
 log = get_logger(__name__)
@@ -91,7 +91,7 @@ class ZoomMeetings:
         retry_budget_seconds: float = 30.0,
         backoff_base_seconds: float = 0.2,
         backoff_cap_seconds: float = 10.0,
-        limiter: AccountRateLimiter | None = None,
+        limiter: RateLimiter | None = None,
         breaker: CircuitBreaker | None = None,
         daily_limits: DailyLimits | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
@@ -105,7 +105,7 @@ class ZoomMeetings:
         self._tokens = tokens
         self._budget = retry_budget_seconds
         self._backoff = Backoff(backoff_base_seconds, backoff_cap_seconds)
-        self._limiter = limiter or AccountRateLimiter()
+        self._limiter: RateLimiter = limiter or AccountRateLimiter()
         self.breaker = breaker or CircuitBreaker("zoom_api")
         self._daily = daily_limits or DailyLimits()
         self._timeout = timeout
@@ -172,7 +172,14 @@ class ZoomMeetings:
                 self.breaker.record(probe, None)
                 raise
             RATE_LIMIT_WAIT_SECONDS.labels(op.category).observe(waited)
-            return await self._send(op, grant, path, json, params, probe)
+            try:
+                return await self._send(op, grant, path, json, params, probe)
+            except ZoomRateLimited as limited:
+                # Zoom's window is fuller than ours said (another app, clock skew): everyone
+                # calling this account waits as long as Zoom asked.
+                pause = limited.retry_after if limited.retry_after is not None else 1.0
+                await self._limiter.penalize(grant.zoom_account_id, op.category, pause)
+                raise
 
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda exc: self._should_retry(op, exc)),

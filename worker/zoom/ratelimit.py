@@ -1,5 +1,11 @@
 """Token buckets per (Zoom account, category), so one busy account never slows another.
 
+``RateLimiter`` is what the client needs: ``acquire`` a slot before each call, ``penalize``
+when Zoom answered 429 anyway (another app on the account, a clock drifting). Two
+implementations: ``AccountRateLimiter`` here, per process (for one replica, and tests), and
+``worker/runtime/shared_limits.py``, one schedule per account in Postgres that every replica
+takes its slots from, so N replicas together stay under the account's ceiling.
+
 Zoom counts requests per account per second by category (create is Medium; get, update,
 delete and list are Light). Each bucket refills at ``rate`` and holds at most ``burst``; with
 ``rate + burst`` equal to Zoom's limit, no one-second window can exceed it, so the worker stays
@@ -16,9 +22,18 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 Category = Literal["Light", "Medium"]
+
+
+class RateLimiter(Protocol):
+    async def acquire(self, account_id: str, category: Category) -> float:
+        """Wait for the next slot of ``account_id``'s ``category``; the seconds waited. May
+        block for that long; raises only what its store raises (the shared one: Postgres)."""
+
+    async def penalize(self, account_id: str, category: Category, seconds: float) -> None:
+        """Zoom said to wait ``seconds``: no slot of that account and category before then."""
 
 
 @dataclass(frozen=True)
@@ -27,10 +42,15 @@ class BucketConfig:
     burst: float  # bucket size
 
     @classmethod
-    def under(cls, per_second: float, burst_share: float = 0.2) -> BucketConfig:
-        """A bucket that never exceeds ``per_second`` in any one-second window."""
-        burst = max(1.0, per_second * burst_share)
-        return cls(rate=max(per_second - burst, 0.1), burst=burst)
+    def under(
+        cls, per_second: float, burst_share: float = 0.05, headroom: float = 0.03
+    ) -> BucketConfig:
+        """A bucket that never exceeds ``per_second`` in any one-second window, keeping
+        ``headroom`` of it for the jitter between our clock and Zoom's window, and sustaining
+        the rest less the burst (Pro's Medium 20/s: 18.4/s, a burst of 1)."""
+        usable = per_second * (1 - headroom)
+        burst = max(1.0, usable * burst_share)
+        return cls(rate=max(usable - burst, 0.1), burst=burst)
 
 
 # Zoom Pro: Medium 20/s, Light 30/s.
@@ -48,11 +68,13 @@ class _Bucket:
 
     def reserve(self, now: float) -> float:
         """Take one token (possibly on credit); seconds until it is really ours."""
-        elapsed = max(0.0, now - self.updated)
-        self.tokens = min(self.config.burst, self.tokens + elapsed * self.config.rate)
-        self.updated = now
+        if now >= self.updated:  # (``updated`` is ahead of ``now`` while a penalty lasts)
+            elapsed = now - self.updated
+            self.tokens = min(self.config.burst, self.tokens + elapsed * self.config.rate)
+            self.updated = now
         self.tokens -= 1.0
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.config.rate
+        penalty = self.updated - now
+        return penalty + (0.0 if self.tokens >= 0 else -self.tokens / self.config.rate)
 
 
 class AccountRateLimiter:
@@ -79,3 +101,10 @@ class AccountRateLimiter:
         if wait > 0:
             await self._sleep(wait)
         return wait
+
+    async def penalize(self, account_id: str, category: Category, seconds: float) -> None:
+        bucket = self._buckets.get((account_id, category))
+        if bucket is not None:
+            # Empty, and refilling only from ``seconds`` from now.
+            bucket.tokens = 0.0
+            bucket.updated = max(bucket.updated, self._monotonic() + seconds)

@@ -14,6 +14,15 @@ process that did not start the emulator (the worker under test, the demo):
 - ``GET|POST|DELETE /_emulator/faults``: list (with how often each fired), add one or a list, clear
 - ``PUT /_emulator/settings`` ``{access_token_ttl?, daily_limit?}``
 - ``GET /_emulator/secrets`` -> every token and code issued; ``POST /_emulator/reset``
+
+A host working in Zoom's own apps, and the app's event subscription
+(:mod:`devservices.zoom_emulator.notifications`):
+
+- ``PATCH /_emulator/meetings/{id}`` (the fields of ``PATCH /v2/meetings/{id}``),
+  ``DELETE /_emulator/meetings/{id}``, ``POST /_emulator/meetings/{id}/start``,
+  ``POST /_emulator/meetings/{id}/end`` -> ``{"notified": bool}`` (404 for no such meeting)
+- ``PUT /_emulator/webhooks`` ``{url, secret_token, events?, retry_delays?, timeout?}``:
+  subscribe (``DELETE``: stop); ``GET /_emulator/webhooks`` -> ``{"idle", "deliveries"}``
 """
 
 from __future__ import annotations
@@ -26,9 +35,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from devservices.zoom_emulator import notifications
 from devservices.zoom_emulator.faults import Fault, FaultPlan
 from devservices.zoom_emulator.meetings import as_json
-from devservices.zoom_emulator.state import DEFAULT_SCOPES, World
+from devservices.zoom_emulator.state import DEFAULT_SCOPES, Refusal, World
+from devservices.zoom_emulator.webhooks import MEETING_EVENTS, ZOOM_RETRY_DELAYS, Subscription
 
 _FAULTS = TypeAdapter(Fault | list[Fault])
 
@@ -128,6 +139,49 @@ def routes(world: World, faults: FaultPlan) -> list[Route]:
         faults.clear()
         return Response(status_code=204)
 
+    async def host_operation(request: Request) -> Response:
+        raw = str(request.path_params["meeting_id"])
+        if not raw.isdigit():
+            return JSONResponse({"error": "no such meeting"}, 404)
+        meeting_id, action = int(raw), request.path_params.get("action")
+        if request.method == "POST" and action not in ("start", "end"):
+            return JSONResponse({"error": "no such operation"}, 404)
+        try:
+            if request.method == "PATCH":
+                notified = notifications.host_edit(world, meeting_id, await request.json())
+            elif request.method == "DELETE":
+                notified = notifications.host_delete(world, meeting_id)
+            elif action == "start":
+                notified = notifications.host_start(world, meeting_id)
+            else:
+                notified = notifications.host_end(world, meeting_id)
+        except Refusal as refusal:
+            return JSONResponse(refusal.body, refusal.status)
+        return JSONResponse({"notified": notified})
+
+    async def webhooks(request: Request) -> Response:
+        if request.method == "PUT":
+            body = await request.json()
+            world.webhooks.subscribe(
+                Subscription(
+                    url=body["url"],
+                    secret_token=body["secret_token"],
+                    events=tuple(body.get("events") or MEETING_EVENTS),
+                    retry_delays=tuple(body.get("retry_delays") or ZOOM_RETRY_DELAYS),
+                    timeout=float(body.get("timeout", 3.0)),
+                )
+            )
+            return Response(status_code=204)
+        if request.method == "DELETE":
+            world.webhooks.subscribe(None)
+            return Response(status_code=204)
+        return JSONResponse(
+            {
+                "idle": world.webhooks.idle,
+                "deliveries": [dataclasses.asdict(d) for d in world.webhooks.deliveries()],
+            }
+        )
+
     return [
         Route("/_emulator/users", add_user, methods=["POST"]),
         Route("/_emulator/users/{user_id}/status", set_status, methods=["POST"]),
@@ -141,4 +195,11 @@ def routes(world: World, faults: FaultPlan) -> list[Route]:
         Route("/_emulator/settings", settings, methods=["PUT"]),
         Route("/_emulator/secrets", issued, methods=["GET"]),
         Route("/_emulator/reset", reset, methods=["POST"]),
+        Route("/_emulator/meetings/{meeting_id}", host_operation, methods=["PATCH", "DELETE"]),
+        Route(
+            "/_emulator/meetings/{meeting_id}/{action:str}",
+            host_operation,
+            methods=["POST"],
+        ),
+        Route("/_emulator/webhooks", webhooks, methods=["GET", "PUT", "DELETE"]),
     ]

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from devservices.zoom_emulator import meetings
+from devservices.zoom_emulator import meetings, notifications
 from devservices.zoom_emulator.limits import Category
 from devservices.zoom_emulator.models import ApiCall, MeetingRecord, UserRecord
 from devservices.zoom_emulator.state import Refusal, World, zoom_error
@@ -174,12 +174,17 @@ def routes(world: World) -> list[Route]:
     async def patch_meeting(request: Request, user: UserRecord) -> Response:
         body = await _json(request)
         with world.lock:
-            meetings.update(own_meeting(request, user, 3003), body)
+            record = own_meeting(request, user, 3003)
+            before = notifications.snapshot(record)
+            meetings.update(record, body)
+            notifications.updated(world, record, before, user)  # comes back as a webhook
         return Response(status_code=204)
 
     async def delete_meeting(request: Request, user: UserRecord) -> Response:
         with world.lock:
-            own_meeting(request, user, 3003).deleted = True
+            record = own_meeting(request, user, 3003)
+            record.deleted = True
+            notifications.deleted(world, record, user)
         return Response(status_code=204)
 
     return [

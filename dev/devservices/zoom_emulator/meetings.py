@@ -15,9 +15,13 @@ TOPIC_MAX = 200
 AGENDA_MAX = 2000
 
 
-def _iso(moment: datetime) -> str:
+def iso(moment: datetime) -> str:
+    """Zoom's UTC form, ``2026-12-01T15:00:00Z``."""
     # Not strftime: its "%Y" writes year 1 as "1"; isoformat always writes four digits.
     return moment.astimezone(UTC).replace(tzinfo=None, microsecond=0).isoformat() + "Z"
+
+
+_iso = iso
 
 
 def _validation(field: str, message: str) -> Refusal:

@@ -99,3 +99,4 @@ class MeetingRecord:
     start_url: str = field(repr=False)
     created_at: datetime
     deleted: bool = False
+    started_at: datetime | None = None  # while it runs (the control API's start and end)

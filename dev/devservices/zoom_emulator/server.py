@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from devservices.zoom_emulator import webhooks
+from devservices.zoom_emulator import notifications, webhooks
 from devservices.zoom_emulator.app import EmulatorApp
 from devservices.zoom_emulator.faults import Fault, FaultPlan
 from devservices.zoom_emulator.limits import Category
@@ -91,6 +91,7 @@ class ZoomEmulator:
         return self
 
     def stop(self) -> None:
+        self._world.webhooks.close()
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
             self._thread.join(timeout=10)
@@ -194,14 +195,66 @@ class ZoomEmulator:
         secret_token: str,
         *,
         timestamp: float | None = None,
+        event_ts: int | None = None,
     ) -> httpx.Response:
         """POST ``event`` to ``url`` signed as Zoom signs it (``x-zm-signature``,
-        ``x-zm-request-timestamp``); ``timestamp`` (Unix seconds) defaults to now."""
-        return await webhooks.send_webhook(url, event, payload, secret_token, timestamp=timestamp)
+        ``x-zm-request-timestamp``); ``timestamp`` (Unix seconds) defaults to now, ``event_ts``
+        (Unix ms, when it happened) to the timestamp's. Once, without retries."""
+        return await webhooks.send_webhook(
+            url, event, payload, secret_token, timestamp=timestamp, event_ts=event_ts
+        )
 
     async def validate_webhook_endpoint(self, url: str, secret_token: str) -> bool:
         """Zoom's ``endpoint.url_validation`` challenge; True when ``url`` answers it right."""
         return await webhooks.validate_endpoint(url, secret_token)
+
+    def subscribe_webhooks(
+        self,
+        url: str,
+        secret_token: str,
+        *,
+        events: tuple[str, ...] = webhooks.MEETING_EVENTS,
+        retry_delays: tuple[float, ...] = webhooks.ZOOM_RETRY_DELAYS,
+        timeout: float = webhooks.ZOOM_ANSWER_TIMEOUT,
+    ) -> None:
+        """Send the meeting events of users who installed the app to ``url``, signed with
+        ``secret_token``, retried as Zoom retries (``retry_delays`` after failed tries)."""
+        self._world.webhooks.subscribe(
+            webhooks.Subscription(url, secret_token, events, retry_delays, timeout)
+        )
+
+    def unsubscribe_webhooks(self) -> None:
+        self._world.webhooks.subscribe(None)
+
+    def webhook_deliveries(self) -> list[webhooks.Delivery]:
+        """Every try at delivering an event so far, in order."""
+        return self._world.webhooks.deliveries()
+
+    @property
+    def webhooks_idle(self) -> bool:
+        """No event is waiting for a first try or a retry."""
+        return self._world.webhooks.idle
+
+    # -- a host in Zoom's own apps (each notifies the subscription, when there is one) ------
+
+    def edit_meeting(self, meeting_id: int, **fields: Any) -> bool:
+        """The host changes the meeting in Zoom (``PATCH`` fields: ``topic``, ``start_time``,
+        ``duration``, ``timezone``, ``agenda``); True when a webhook went out."""
+        return notifications.host_edit(self._world, meeting_id, fields)
+
+    def delete_meeting(self, meeting_id: int) -> bool:
+        return notifications.host_delete(self._world, meeting_id)
+
+    def start_meeting(self, meeting_id: int) -> bool:
+        return notifications.host_start(self._world, meeting_id)
+
+    def end_meeting(self, meeting_id: int) -> bool:
+        return notifications.host_end(self._world, meeting_id)
+
+    def meeting(self, meeting_id: int) -> MeetingRecord | None:
+        """The meeting as Zoom has it now (deleted ones too: see ``deleted``)."""
+        with self._world.lock:
+            return self._world.meetings.get(meeting_id)
 
     # -- limits ------------------------------------------------------------------------------
 

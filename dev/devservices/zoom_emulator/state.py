@@ -30,6 +30,7 @@ from devservices.zoom_emulator.models import (
     UserRecord,
     UserStatus,
 )
+from devservices.zoom_emulator.webhooks import WebhookSender
 
 CODE_TTL = timedelta(minutes=5)
 DEFAULT_SCOPES = "meeting:write meeting:read user:read"
@@ -83,6 +84,9 @@ class World:
         self.lock = threading.RLock()
         self.limits = RateLimits(monotonic)
         self.access_token_ttl = 3599
+        # The app's event subscription (kept across reset, like the client id) and its sender.
+        self.webhooks = WebhookSender()
+        self._last_event_ts = 0
         self._clear()
 
     def _clear(self) -> None:
@@ -101,6 +105,7 @@ class World:
     def reset(self) -> None:
         with self.lock:
             self._clear()
+            self.webhooks.forget()
             self.access_token_ttl = 3599
             self.limits.reset()
             self.clock_offset = timedelta(0)
@@ -257,3 +262,18 @@ class World:
     def issued_secrets(self) -> list[str]:
         with self.lock:
             return list(self.secrets)
+
+    # -- event notifications -------------------------------------------------------------------
+
+    def installed(self, user_id: str) -> bool:
+        """Whether ``user_id`` has the app installed (a grant not revoked): Zoom notifies the
+        app of its users' events only."""
+        with self.lock:
+            return any(g.user_id == user_id and not g.revoked for g in self.grants.values())
+
+    def next_event_ts(self) -> int:
+        """Now in Unix ms, and later than any event before (two events never share one)."""
+        with self.lock:
+            now = int(self.now().timestamp() * 1000)
+            self._last_event_ts = max(now, self._last_event_ts + 1)
+            return self._last_event_ts

@@ -1,0 +1,262 @@
+"""Leases: exclusive rights across processes that hold no database connection meanwhile.
+
+A lease is a row of ``leases`` (migration 0010): a key (``event:<id>``, ``host:<user>``), its
+owner (a random id per guard) and when it runs out. ``Leases.take`` inserts it, or takes it
+over once it has run out, and waits while another owner holds it (no connection held): behind
+this process's other takers of the key in turn, then polling the database, backing off from
+20 ms to 200 ms, while another process holds it; ``keep_alive`` renews every lease of an owner
+each third of ``seconds`` until its block ends; ``release`` deletes them. Writes made under a
+lease check it in the same statement (``FENCE``): a guard whose lease ran out (a process stalled
+longer than ``seconds``) is refused with ``LeaseLost`` rather than overwriting the next owner's
+work.
+
+Why not advisory locks: a session advisory lock lives on one connection, which the worker then
+held across every Zoom call of the message, one connection per message in flight; and a
+transaction-mode PgBouncer hands each statement to any server connection, so session locks do
+not work behind it at all. The cost: a worker that dies leaves its leases to run out
+(``seconds``, 30 by default) instead of releasing them with its connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
+from typing import Any, Final
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+from structlog.stdlib import get_logger
+
+log = get_logger("worker.leases")
+
+Pool = AsyncConnectionPool[AsyncConnection]
+
+
+class LeaseLost(Exception):
+    """A write under a lease found it gone: it ran out and may be someone else's now."""
+
+
+class LeaseTimeout(Exception):
+    """A lease stayed another owner's for longer than the taker would wait."""
+
+
+@dataclass(frozen=True)
+class LeaseSettings:
+    seconds: float = 30.0
+    first_wait_seconds: float = 0.02
+    max_wait_seconds: float = 0.2
+    give_up_seconds: float = 600.0
+
+
+TAKE: Final = (
+    "INSERT INTO leases (key, owner, until)"
+    " VALUES (%(key)s, %(owner)s, now() + make_interval(secs => %(seconds)s))"
+    " ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, until = EXCLUDED.until"
+    " WHERE leases.until < now() OR leases.owner = EXCLUDED.owner"
+    " RETURNING 1"
+)
+# The check a write makes in its own statement, renewing the lease as it goes: a CTE named
+# ``fence`` with one row while the lease is the writer's (params: seconds, key, owner).
+FENCE: Final = (
+    "fence AS (UPDATE leases SET until = now() + make_interval(secs => %s)"
+    " WHERE key = %s AND owner = %s AND until > now() RETURNING 1)"
+)
+_RENEW: Final = "UPDATE leases SET until = now() + make_interval(secs => %s) WHERE owner = %s"
+_RELEASE: Final = "DELETE FROM leases WHERE owner = %s"
+_SETTLE_SECONDS: Final = 10.0
+
+
+def event_key(event_id: str) -> str:
+    return f"event:{event_id}"
+
+
+def host_key(user_id: str) -> str:
+    return f"host:{user_id}"
+
+
+class _Queue:
+    """This process's takers of one key, in turn: only the first asks the database."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
+class Leases:
+    def __init__(self, pool: Pool, settings: LeaseSettings | None = None) -> None:
+        self._pool = pool
+        self.settings = settings or LeaseSettings()
+        self._queues: dict[str, _Queue] = {}
+        self._held: dict[str, list[str]] = {}  # owner -> the keys it holds through this object
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def take(
+        self, key: str, owner: str, *, then: str | None = None, params: tuple[object, ...] = ()
+    ) -> list[tuple[Any, ...]]:
+        """Take ``key`` for ``owner``, waiting while another holds it; with ``then``, run that
+        query right after in the same round trip (pipelined, its own snapshot: it sees every
+        write the previous owner made) and return its rows. ``LeaseTimeout`` past
+        ``give_up_seconds``. May be cancelled: then the lease may be taken, and runs out.
+
+        Takers of one key in this process queue here first (first come, first served, handed
+        on at ``release`` without a round trip), so only one of them asks the database, and
+        only while another process holds the key."""
+        queue = self._queues.setdefault(key, _Queue())
+        queue.users += 1
+        try:
+            # A bounded wait here too: two takers crossing (each holding a key the other
+            # wants) give up rather than wait for ever.
+            await asyncio.wait_for(queue.lock.acquire(), self.settings.give_up_seconds)
+        except TimeoutError:
+            self._leave(key, queue)
+            raise LeaseTimeout(f"{key} taken in this process for too long") from None
+        except BaseException:
+            self._leave(key, queue)
+            raise
+        try:
+            rows = await self._take(key, owner, then, params)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                # The statement may have landed before the cancellation: give it back
+                # behind our back, or the next taker waits for it to run out.
+                self._later(self._delete_key(key, owner))
+            queue.lock.release()
+            self._leave(key, queue)
+            raise
+        self._held.setdefault(owner, []).append(key)
+        return rows
+
+    async def _take(
+        self, key: str, owner: str, then: str | None, params: tuple[object, ...]
+    ) -> list[tuple[Any, ...]]:
+        wait = self.settings.first_wait_seconds
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.give_up_seconds
+        taking = {"key": key, "owner": owner, "seconds": self.settings.seconds}
+        while True:
+            async with self._pool.connection() as conn:
+                if not conn.autocommit:
+                    await conn.set_autocommit(True)
+                if then is None:
+                    taken = await (await conn.execute(TAKE, taking)).fetchone()
+                    rows: list[tuple[Any, ...]] = []
+                else:
+                    async with conn.pipeline():
+                        claim = await conn.execute(TAKE, taking)
+                        read = await conn.execute(then, params)
+                    taken = await claim.fetchone()
+                    try:
+                        rows = await read.fetchall()
+                    except BaseException:
+                        # Read after the lease was taken (a value Python cannot hold, say):
+                        # give it back, so the next attempt does not wait for it to run out.
+                        if taken is not None:
+                            self._later(self._delete_key(key, owner))
+                        raise
+            if taken is not None:
+                return rows
+            if loop.time() + wait > deadline:
+                raise LeaseTimeout(
+                    f"{key} held by another owner for {self.settings.give_up_seconds:.0f}s"
+                )
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, self.settings.max_wait_seconds)
+
+    def _leave(self, key: str, queue: _Queue) -> None:
+        queue.users -= 1
+        if queue.users == 0 and self._queues.get(key) is queue:
+            del self._queues[key]
+
+    @contextlib.asynccontextmanager
+    async def keep_alive(self, owner: str) -> AsyncIterator[None]:
+        """Renew ``owner``'s leases every third of their lifetime for the block's duration."""
+        task = asyncio.create_task(self._renew(owner), name="lease-renewal")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def release(self, owner: str) -> None:
+        """Delete every lease of ``owner``, then hand its keys to the next local taker: in the
+        background, so the caller goes on at once (an outage delays only the next taker of the
+        same keys, never this caller). A failure is logged: the leases run out by themselves.
+        ``settle`` waits for every release under way (before the pool closes)."""
+        self._later(self._delete(owner))
+
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(self._quietly(work))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    @staticmethod
+    async def _quietly(work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except Exception as exc:
+            log.warning("lease_not_released", error=type(exc).__name__)
+
+    async def settle(self) -> None:
+        """Wait (at most ten seconds) for the releases under way."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=_SETTLE_SECONDS)
+
+    def _hand_on(self, owner: str) -> None:
+        for key in self._held.pop(owner, ()):
+            queue = self._queues[key]
+            queue.lock.release()
+            self._leave(key, queue)
+
+    async def _delete_key(self, key: str, owner: str) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute("DELETE FROM leases WHERE key = %s AND owner = %s", (key, owner))
+
+    async def sweep(self) -> int:
+        """Delete leases that ran out long ago (their holders died): how many. Nothing waits
+        on them (an expired lease is taken over in place); this only keeps the table small."""
+        async with self._pool.connection() as conn:
+            if not conn.autocommit:
+                await conn.set_autocommit(True)
+            cursor = await conn.execute(
+                "DELETE FROM leases WHERE until < now() - make_interval(secs => %s)",
+                (self.settings.seconds * 10,),
+            )
+            return cursor.rowcount
+
+    async def sweeping(self, stop: asyncio.Event, every: float = 600.0) -> None:
+        """``sweep`` every ``every`` seconds until ``stop``; failures are logged and retried."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+            if stop.is_set():
+                return
+            try:
+                swept = await self.sweep()
+            except Exception as exc:
+                log.warning("leases_not_swept", error=type(exc).__name__)
+                continue
+            if swept:
+                log.info("leases_swept", count=swept)
+
+    async def _delete(self, owner: str) -> None:
+        try:
+            async with self._pool.connection() as conn:
+                if not conn.autocommit:
+                    await conn.set_autocommit(True)
+                await conn.execute(_RELEASE, (owner,))
+        finally:
+            self._hand_on(owner)
+
+    async def _renew(self, owner: str) -> None:
+        while True:
+            await asyncio.sleep(self.settings.seconds / 3)
+            try:
+                async with self._pool.connection() as conn:
+                    if not conn.autocommit:
+                        await conn.set_autocommit(True)
+                    await conn.execute(_RENEW, (self.settings.seconds, owner))
+            except Exception as exc:  # the next write's fence tells whether it still holds
+                log.warning("lease_not_renewed", error=type(exc).__name__)
