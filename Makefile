@@ -25,6 +25,12 @@ $(STAMP): pyproject.toml dev/pyproject.toml constraints.txt
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	  else echo "notice: no promtool/prometheus: the alert and dashboard checks (tests/ops) will skip"; fi; }
+	@# PgBouncer in transaction mode fronts Postgres in tests/worker/test_connections.py;
+	@# without it that test skips, and fails under CI=true.
+	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends pgbouncer >/dev/null; \
+	  else echo "notice: no pgbouncer: the PgBouncer test (tests/worker/test_connections.py) will skip"; fi; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]' -e ./dev
