@@ -53,6 +53,10 @@ KNOWN = {
 }
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "attack: the hostile review's attacks (make attack)")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     chosen = os.environ.get("ATTACK") == "1" or "attack" in (config.option.markexpr or "")
     for item in items:

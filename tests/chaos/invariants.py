@@ -167,11 +167,16 @@ def all_answered(plan: Plan, results: Results, must: set[str] | None = None) -> 
     must = plan.must_answer() if must is None else must
     published = [v for _, v, _ in results.seen if v is not None]
     answered = {v["correlation_id"] for v in published}
-    return must <= answered and not unresolved_notices(published)
+    return must <= answered and not unresolved_notices(published, plan)
 
 
-def unresolved_notices(published: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Notices with no outcome after them: none for their revision or a newer one."""
+def unresolved_notices(
+    published: Sequence[Mapping[str, Any]], plan: Plan
+) -> list[Mapping[str, Any]]:
+    """Notices with no outcome after them: none for their revision or a newer one. An event
+    whose newest message wants no Zoom meeting may end with nothing to publish (no meeting was
+    ever made): its notices need no outcome."""
+    settled_quietly = {e for e in plan.by_event() if not plan.final(e).wants_zoom}
     newest_outcome: dict[str, int] = {}
     for r in published:
         if not is_notice(r) and isinstance(r.get("revision"), int):
@@ -180,7 +185,9 @@ def unresolved_notices(published: Sequence[Mapping[str, Any]]) -> list[Mapping[s
     return [
         r
         for r in published
-        if is_notice(r) and newest_outcome.get(str(r.get("event_id")), -1) < r["revision"]
+        if is_notice(r)
+        and str(r.get("event_id")) not in settled_quietly
+        and newest_outcome.get(str(r.get("event_id")), -1) < r["revision"]
     ]
 
 
@@ -272,7 +279,7 @@ class _Check:
                     self.flag("failed", detail, source.event_id)
 
     def notices(self) -> None:
-        for notice in unresolved_notices(self.published):
+        for notice in unresolved_notices(self.published, self.plan):
             detail = f"r{notice.get('revision')}: {notice.get('reason')}, no outcome followed"
             self.flag("pending_unresolved", detail, str(notice.get("event_id")))
 
