@@ -108,7 +108,10 @@ class Leases:
         try:
             # A bounded wait here too: two takers crossing (each holding a key the other
             # wants) give up rather than wait for ever.
-            await asyncio.wait_for(queue.lock.acquire(), self.settings.give_up_seconds)
+            # (``asyncio.timeout``, not ``wait_for``: on 3.11 a cancellation racing the grant
+            # could leave the lock taken by nobody.)
+            async with asyncio.timeout(self.settings.give_up_seconds):
+                await queue.lock.acquire()
         except TimeoutError:
             self._leave(key, queue)
             raise LeaseTimeout(f"{key} taken in this process for too long") from None
