@@ -69,6 +69,16 @@ _SETTLE_SECONDS: Final = 10.0
 _LOCAL_TURN_SECONDS: Final = 1.0
 
 
+@contextlib.asynccontextmanager
+async def autocommit(pool: Pool) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection in autocommit: each statement durable on its own, no BEGIN or
+    COMMIT round trips (the pool hands back connections as they were left)."""
+    async with pool.connection() as conn:
+        if not conn.autocommit:
+            await conn.set_autocommit(True)
+        yield conn
+
+
 def event_key(event_id: str) -> str:
     return f"event:{event_id}"
 
@@ -144,9 +154,7 @@ class Leases:
         deadline = loop.time() + self.settings.give_up_seconds
         taking = {"key": key, "owner": owner, "seconds": self.settings.seconds}
         while True:
-            async with self._pool.connection() as conn:
-                if not conn.autocommit:
-                    await conn.set_autocommit(True)
+            async with autocommit(self._pool) as conn:
                 if then is None:
                     taken = await (await conn.execute(TAKE, taking)).fetchone()
                     rows: list[tuple[Any, ...]] = []
@@ -225,9 +233,7 @@ class Leases:
     async def sweep(self) -> int:
         """Delete leases that ran out long ago (their holders died): how many. Nothing waits
         on them (an expired lease is taken over in place); this only keeps the table small."""
-        async with self._pool.connection() as conn:
-            if not conn.autocommit:
-                await conn.set_autocommit(True)
+        async with autocommit(self._pool) as conn:
             cursor = await conn.execute(
                 "DELETE FROM leases WHERE until < now() - make_interval(secs => %s)",
                 (self.settings.seconds * 10,),
@@ -251,9 +257,7 @@ class Leases:
 
     async def _delete(self, owner: str) -> None:
         try:
-            async with self._pool.connection() as conn:
-                if not conn.autocommit:
-                    await conn.set_autocommit(True)
+            async with autocommit(self._pool) as conn:
                 await conn.execute(_RELEASE, (owner,))
         finally:
             self._hand_on(owner)
@@ -262,9 +266,7 @@ class Leases:
         while True:
             await asyncio.sleep(self.settings.seconds / 3)
             try:
-                async with self._pool.connection() as conn:
-                    if not conn.autocommit:
-                        await conn.set_autocommit(True)
+                async with autocommit(self._pool) as conn:
                     await conn.execute(_RENEW, (self.settings.seconds, owner))
             except Exception as exc:  # the next write's fence tells whether it still holds
                 log.warning("lease_not_renewed", error=type(exc).__name__)

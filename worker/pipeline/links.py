@@ -34,7 +34,7 @@ from psycopg.errors import UniqueViolation
 from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool
 
-from worker.leases import FENCE, LeaseLost, Leases, LeaseSettings, event_key, host_key
+from worker.leases import FENCE, LeaseLost, Leases, LeaseSettings, autocommit, event_key, host_key
 from worker.pipeline.pending import Answer, PendingRetry, ScheduledRetry
 
 LinkState = Literal["none", "creating", "linked", "cancelled", "deleted"]
@@ -317,9 +317,7 @@ class _PostgresSession:
 
     async def unschedule(self, pending: PendingRetry) -> None:
         self._pending_fresh = False
-        async with self._pool.connection() as conn:
-            if not conn.autocommit:
-                await conn.set_autocommit(True)
+        async with autocommit(self._pool) as conn:
             await conn.execute(
                 "DELETE FROM retry_schedule"
                 " WHERE event_id = %s AND message_id = %s AND attempt = %s",
@@ -331,9 +329,7 @@ class _PostgresSession:
         self._fresh = False
         fence = (self._leases.settings.seconds, event_key(self._event_id), self._owner)
         try:
-            async with self._pool.connection() as conn:
-                if not conn.autocommit:
-                    await conn.set_autocommit(True)
+            async with autocommit(self._pool) as conn:
                 cursor = await conn.execute(sql, (*fence, *params))
         except UniqueViolation as exc:
             if exc.diag.constraint_name == _UNIQUE_MEETING:

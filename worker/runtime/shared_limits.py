@@ -23,6 +23,7 @@ from typing import Final
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from worker.leases import autocommit
 from worker.zoom.ratelimit import PRO, BucketConfig, Category
 
 _TAKE: Final = """
@@ -62,9 +63,7 @@ class SharedRateLimiter:
             # Slots may be this far in the past: a burst of ``burst`` after a quiet spell.
             "tolerance": max(0.0, config.burst - 1.0) * interval,
         }
-        async with self._pool.connection() as conn:
-            if not conn.autocommit:
-                await conn.set_autocommit(True)
+        async with autocommit(self._pool) as conn:
             row = await (await conn.execute(_TAKE, params)).fetchone()
         wait = max(0.0, float(row[0])) if row is not None else 0.0
         if wait > 0:
@@ -73,7 +72,5 @@ class SharedRateLimiter:
 
     async def penalize(self, account_id: str, category: Category, seconds: float) -> None:
         params = {"account": account_id, "category": category, "seconds": seconds}
-        async with self._pool.connection() as conn:
-            if not conn.autocommit:
-                await conn.set_autocommit(True)
+        async with autocommit(self._pool) as conn:
             await conn.execute(_PENALIZE, params)
