@@ -188,10 +188,14 @@ class Leases:
     @contextlib.asynccontextmanager
     async def keep_alive(self, owner: str) -> AsyncIterator[None]:
         """Renew ``owner``'s leases every third of their lifetime for the block's duration."""
-        task = asyncio.create_task(self._renew(owner), name="lease-renewal")
+        ended = asyncio.Event()
+        task = asyncio.create_task(self._renew(owner, ended), name="lease-renewal")
         try:
             yield
         finally:
+            # The flag as well as the cancellation: a cancellation can be lost on the way (see
+            # ``worker/pool_cancellation.py``), and a renewal that never ends holds for ever.
+            ended.set()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -244,7 +248,8 @@ class Leases:
         """``sweep`` every ``every`` seconds until ``stop``; failures are logged and retried."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every)
+                async with asyncio.timeout(every):
+                    await stop.wait()
             if stop.is_set():
                 return
             try:
@@ -262,9 +267,11 @@ class Leases:
         finally:
             self._hand_on(owner)
 
-    async def _renew(self, owner: str) -> None:
-        while True:
+    async def _renew(self, owner: str, ended: asyncio.Event) -> None:
+        while not ended.is_set():
             await asyncio.sleep(self.settings.seconds / 3)
+            if ended.is_set():
+                return
             try:
                 async with autocommit(self._pool) as conn:
                     await conn.execute(_RENEW, (self.settings.seconds, owner))

@@ -51,12 +51,6 @@ def organizer_ids(prefix: str, count: int) -> list[str]:
     return [flavours[n % len(flavours)](n) for n in range(count)]
 
 
-@pytest.mark.xfail(
-    reason="known regression of the lease-based guard (issue 18, open): with leases instead of "
-    "advisory locks the worker stalls part-way through the 10,000 hostile messages (seen at "
-    "6,206 and 9,289 of 10,411); each stuck key waits for LeaseTimeout",
-    strict=False,
-)
 async def test_ten_thousand_hostile_messages(world: ChaosWorld) -> None:
     organizers = await world.organizers(40, organizer_ids(world.prefix, 40))
     generated = time.monotonic()

@@ -288,7 +288,8 @@ class Engine:
                 tracker = self._trackers.get(tp)
                 position = tracker.next_offset if tracker else None
                 if position is None and highwater is not None:
-                    position = await asyncio.wait_for(self._consumer.position(tp), 0.05)
+                    async with asyncio.timeout(0.05):
+                        position = await self._consumer.position(tp)
             except (IllegalStateError, AssertionError, TimeoutError):
                 continue  # reassigned meanwhile, or no position yet
             if position is not None and tp not in self._trackers and self._holds(tp):
@@ -313,9 +314,8 @@ class Engine:
 
     async def _read_end_offsets(self, partitions: set[TopicPartition]) -> None:
         try:
-            ends = await asyncio.wait_for(
-                self._consumer.end_offsets(sorted(partitions)), _END_OFFSETS_TIMEOUT_SECONDS
-            )
+            async with asyncio.timeout(_END_OFFSETS_TIMEOUT_SECONDS):
+                ends = await self._consumer.end_offsets(sorted(partitions))
         except (KafkaError, IllegalStateError, TimeoutError) as exc:
             log.debug("end_offsets_failed", error=type(exc).__name__)
             return

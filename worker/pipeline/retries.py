@@ -234,7 +234,8 @@ class RetryRunner:
                     if self._ready is not None:
                         await self._ready()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._settings.poll_seconds)
+                    async with asyncio.timeout(self._settings.poll_seconds):
+                        await stop.wait()
         finally:
             stats.cancel()
             await self._finish()
@@ -292,7 +293,8 @@ class RetryRunner:
                 metrics.RETRIES_DUE.set(stats.due)
                 metrics.RETRY_OLDEST_SECONDS.set(stats.oldest_age_seconds)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._settings.stats_seconds)
+                async with asyncio.timeout(self._settings.stats_seconds):
+                    await stop.wait()
 
     async def _finish(self) -> None:
         if self._running:

@@ -132,7 +132,8 @@ class DependencyMonitor:
         while True:
             pace = self._outage_interval if self._down_since else self._interval
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), pace)
+                async with asyncio.timeout(pace):
+                    await self._wake.wait()
             self._wake.clear()
             await self.probe(suspect=bool(self._down_since))
             self._remind()
@@ -148,7 +149,8 @@ class DependencyMonitor:
 
     async def _probe_one(self, name: str, probe: Probe, suspect: bool) -> bool:
         try:
-            await asyncio.wait_for(probe(suspect or not self.is_up(name)), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await probe(suspect or not self.is_up(name))
         except Exception as exc:
             self._mark_down(name, exc)
             return False

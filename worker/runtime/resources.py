@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import AsyncExitStack
@@ -74,13 +75,45 @@ POOL_METRICS = PoolMetrics()
 REGISTRY.register(POOL_METRICS)
 
 
+def awaiting(coro: object) -> Iterator[str]:
+    """Where a suspended coroutine waits, outermost first: its chain of awaits (``Task.
+    get_stack`` shows only the outermost frame of a suspended coroutine)."""
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        frame = frame or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            yield f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+        awaited = (
+            getattr(coro, "cr_await", None)
+            or getattr(coro, "ag_await", None)
+            or getattr(coro, "gi_yieldfrom", None)
+        )
+        if frame is not None and frame.f_code.co_name in ("__aenter__", "__aexit__"):
+            # an @asynccontextmanager awaits its generator through ``anext``, which hides it
+            awaited = getattr(frame.f_locals.get("self"), "gen", None) or awaited
+        coro = awaited
+
+
 def stop_on_signals(stop: asyncio.Event | None = None) -> asyncio.Event:
     """An event set by SIGTERM or SIGINT: the graceful-shutdown trigger."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     return stop
+
+
+def dump_tasks() -> None:
+    """SIGUSR1: every asyncio task and where it waits, to stderr (``kubectl exec ... kill
+    -USR1 1`` on a worker that looks stuck; ``py-spy dump`` sees only the idle event loop)."""
+    tasks = asyncio.all_tasks()
+    print(f"--- {len(tasks)} asyncio tasks (SIGUSR1) ---", file=sys.stderr)
+    for task in tasks:
+        print(f"{task.get_name()}:", file=sys.stderr)
+        for line in awaiting(task.get_coro()):
+            print(f"  {line}", file=sys.stderr)
+    print("--- end of tasks ---", file=sys.stderr, flush=True)
 
 
 # psycopg_pool retries a failed connection with a doubling delay until this many seconds have
