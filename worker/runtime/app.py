@@ -1,6 +1,7 @@
 """Wiring: every long-lived resource opened in one ``AsyncExitStack``, closed in reverse.
 
-Start-up order: tracing (when ``OTEL_*`` turns it on), database pool, HTTP client, producer,
+Start-up order: tracing (when ``OTEL_*`` turns it on), database pool, HTTP client, the hosts
+at Zoom's daily limit (loaded, then refreshed in the background when shared), producer,
 dependency monitor, health server, then the consumer engine (running the processor through the
 poison guard);
 shutdown (SIGTERM/SIGINT) stops the engine first (finish in-flight, commit, leave the group) and
@@ -31,10 +32,12 @@ from worker.runtime.health import Liveness, health_app, serving, stall_liveness
 from worker.runtime.http import http_client
 from worker.runtime.publisher import KafkaPublisher
 from worker.runtime.resources import Pool, open_pool, stop_on_signals, token_store
+from worker.runtime.shared_daily import SharedDailyLimits
 from worker.runtime.shared_limits import SharedRateLimiter
 from worker.runtime.tracing import Tracing
 from worker.zoom import ZoomMeetings
 from worker.zoom.breaker import BreakerConfig, CircuitBreaker
+from worker.zoom.daily import DailyLimiter, DailyLimits
 from worker.zoom.ratelimit import AccountRateLimiter, BucketConfig, Category, RateLimiter
 
 log = get_logger("worker.runtime.app")
@@ -70,6 +73,16 @@ def rate_limiter(settings: Settings, pool: Pool) -> RateLimiter:
     if settings.zoom_rate_limit_scope == "shared":
         return SharedRateLimiter(pool, limits)
     return AccountRateLimiter(limits)
+
+
+async def daily_limits(settings: Settings, pool: Pool, stack: AsyncExitStack) -> DailyLimiter:
+    """Hosts at Zoom's daily limit known to every replica (a table each loads every
+    ``ZOOM_DAILY_LIMIT_REFRESH_SECONDS``, refreshing until ``stack`` closes), or to this
+    process alone; either way checked in memory, no round trip per Zoom call."""
+    if settings.zoom_rate_limit_scope == "shared":
+        shared = SharedDailyLimits(pool, refresh_seconds=settings.zoom_daily_limit_refresh_seconds)
+        return await stack.enter_async_context(shared.running())
+    return DailyLimits()
 
 
 def refresh_slots(pool_size: int) -> int:
@@ -124,6 +137,8 @@ async def run(
             tokens=tokens,
             retry_budget_seconds=settings.zoom_retry_budget_seconds,
             limiter=rate_limiter(settings, pool),
+            # Its refresher stops when the stack closes: after the engine, before the pool.
+            daily_limits=await daily_limits(settings, pool, stack),
             breaker=CircuitBreaker(
                 "zoom_api",
                 BreakerConfig(

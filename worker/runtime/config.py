@@ -178,6 +178,11 @@ class Settings(ServiceSettings):
     zoom_rate_limit_scope: Literal["shared", "process"] = Field(
         "shared", alias="ZOOM_RATE_LIMIT_SCOPE"
     )
+    # Shared scope: how often each replica loads the hosts at Zoom's daily limit that the
+    # others found (worker/runtime/shared_daily.py).
+    zoom_daily_limit_refresh_seconds: float = Field(
+        5.0, alias="ZOOM_DAILY_LIMIT_REFRESH_SECONDS", gt=0
+    )
     lease_seconds: float = Field(30.0, alias="LEASE_SECONDS", ge=1)
     # Retries the worker does by itself (worker/pipeline/pending.py, retries.py).
     retry_delays_seconds: tuple[float, ...] = Field(

@@ -29,7 +29,7 @@ from token_store.models import ZoomGrant
 from worker.zoom.answers import body_of, error_for
 from worker.zoom.backoff import Backoff
 from worker.zoom.breaker import CircuitBreaker
-from worker.zoom.daily import DailyLimits
+from worker.zoom.daily import DailyLimiter, DailyLimits
 from worker.zoom.errors import (
     ZoomAuthorizationRejected,
     ZoomCircuitOpen,
@@ -93,7 +93,7 @@ class ZoomMeetings:
         backoff_cap_seconds: float = 10.0,
         limiter: RateLimiter | None = None,
         breaker: CircuitBreaker | None = None,
-        daily_limits: DailyLimits | None = None,
+        daily_limits: DailyLimiter | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         now: Callable[[], datetime] = _utcnow,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -107,7 +107,7 @@ class ZoomMeetings:
         self._backoff = Backoff(backoff_base_seconds, backoff_cap_seconds)
         self._limiter: RateLimiter = limiter or AccountRateLimiter()
         self.breaker = breaker or CircuitBreaker("zoom_api")
-        self._daily = daily_limits or DailyLimits()
+        self._daily: DailyLimiter = daily_limits or DailyLimits()
         self._timeout = timeout
         self._now = now
         self._sleep = sleep
