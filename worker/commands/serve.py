@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
 
 from connect.config import ConnectSettings
@@ -14,9 +13,11 @@ from worker.cli import command
 @command("serve", "serve the OAuth connect pages and Zoom's webhook", "database", "keys", "zoom",
          "serve", settings=ConnectSettings)  # fmt: skip
 def serve_command(args: argparse.Namespace, settings: ConnectSettings) -> int:
+    import uvloop
+
     from connect.server import serve
 
-    return asyncio.run(serve(settings))
+    return uvloop.run(serve(settings))
 
 
 def _ticket_args(parser: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ import asyncio
 import sys
 from contextlib import AsyncExitStack
 
+import uvloop
 from structlog.stdlib import get_logger
 
 from worker.engine.consumer import Engine, EngineSettings
@@ -50,7 +51,9 @@ def main(settings: Settings) -> int:
         for line in exc.problems:
             print(line, file=sys.stderr)
         return 2  # EXIT_CONFIG, as for every other setting (worker/cli.py)
-    return asyncio.run(run(settings, tracing=tracing))
+    # uvloop: the event loop's own share of the CPU (a wake-up per round trip to Postgres,
+    # Zoom and Kafka) is about a third of asyncio's; 1.1 ms less per message (README, Scale).
+    return uvloop.run(run(settings, tracing=tracing))
 
 
 def topics_of(settings: Settings) -> Topics:

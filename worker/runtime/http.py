@@ -1,26 +1,44 @@
-"""The HTTP client for Zoom: TLS 1.3 only, one client, its connections split over small pools.
+"""The HTTP client for Zoom: TLS 1.3 only, httpx's interface on aiohttp's HTTP/1.1 engine.
 
 Every connection to Zoom (the Meetings API and OAuth, from ``run``, ``serve`` and the
 ``tokens`` commands) goes through ``http_client``, whose TLS context (``zoom_tls_context``)
 refuses anything older than TLS 1.3: the handshake fails before a request (or a token) is
 sent. Certificates are verified as httpx verifies them by default.
 
-httpcore assigns each request by scanning every connection of its pool (and polling each idle
-one), so one pool of a few hundred connections costs more CPU per call the busier it gets.
-Round-robin over pools of ``_PER_SHARD`` connections keeps every scan short; the total
-number of connections stays the same.
+Why aiohttp underneath: the worker's code speaks httpx (requests, responses, its exception
+tree), but httpcore spends 1.3-2.1 ms of CPU on a small JSON call to a loopback server, and
+aiohttp 0.5-0.8 ms through this transport (``bench/http_client.py``); at one or two Zoom calls
+per message that was a third of the worker's CPU. httpx-aiohttp does the same, but maps a
+server that hangs up mid-request to ``ConnectTimeout``: a create that may have reached Zoom
+would read as one that never left, and be sent again. Here every aiohttp failure maps to the
+httpx exception that says what is known about the request (``_EXCEPTIONS``):
+
+    connecting failed (refused, DNS, TLS handshake) -> httpx.ConnectError    (not sent)
+    no connection within the pool or connect time  -> httpx.ConnectTimeout  (not sent)
+    no answer within the read time                  -> httpx.ReadTimeout     (outcome unknown)
+    anything after sending (hang-up, bad response)  -> httpx.RemoteProtocolError (unknown)
 """
 
 from __future__ import annotations
 
-import itertools
-import math
 import ssl
+from typing import Final
 
+import aiohttp
 import httpx
 
-_PER_SHARD = 16
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+# Most specific first: the first match names the failure.
+_EXCEPTIONS: Final[tuple[tuple[type[BaseException], type[httpx.TransportError]], ...]] = (
+    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
+    (aiohttp.ClientConnectorError, httpx.ConnectError),
+    (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
+    (TimeoutError, httpx.ReadTimeout),
+    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
+    (aiohttp.ClientError, httpx.RemoteProtocolError),
+)
 
 
 def zoom_tls_context() -> ssl.SSLContext:
@@ -36,22 +54,68 @@ def zoom_tls_context() -> ssl.SSLContext:
     return context
 
 
-class ShardedTransport(httpx.AsyncBaseTransport):
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """httpx requests sent by one aiohttp session: at most ``max_connections`` connections,
+    kept alive between calls. The response is read whole before it is handed back (Zoom's
+    answers are small JSON objects); httpx then decodes it as it would its own."""
+
     def __init__(self, max_connections: int, tls: ssl.SSLContext) -> None:
-        shards = max(1, math.ceil(max_connections / _PER_SHARD))
-        limits = httpx.Limits(max_connections=_PER_SHARD, max_keepalive_connections=_PER_SHARD)
-        self._shards = [httpx.AsyncHTTPTransport(limits=limits, verify=tls) for _ in range(shards)]
-        self._turn = itertools.cycle(self._shards)
+        self._max_connections = max_connections
+        self._tls = tls
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Made on first use: a session belongs to the running event loop.
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=self._tls),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,  # httpx decodes, as for its own transport
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),  # httpx's own are sent
+            )
+        return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await next(self._turn).handle_async_request(request)
+        timeout = request.extensions.get("timeout", {})
+        try:
+            async with self._client().request(
+                request.method,
+                str(request.url),
+                headers=request.headers.multi_items(),
+                data=request.content or None,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=timeout.get("pool"),
+                    sock_connect=timeout.get("connect"),
+                    sock_read=timeout.get("read"),
+                ),
+            ) as response:
+                body = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _translate(exc, request) from exc
+        return httpx.Response(
+            response.status,
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers],
+            stream=httpx.ByteStream(body),
+            extensions={
+                "http_version": b"HTTP/1.1",
+                "reason_phrase": (response.reason or "").encode(),
+            },
+        )
 
     async def aclose(self) -> None:
-        for shard in self._shards:
-            await shard.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _translate(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
+    kind = next(to for cause, to in _EXCEPTIONS if isinstance(exc, cause))
+    return kind(f"{type(exc).__name__}: {exc}", request=request)
 
 
 def http_client(max_connections: int = 128) -> httpx.AsyncClient:
     """The client for Zoom (API and OAuth): TLS 1.3 minimum, ``max_connections`` in all."""
-    transport = ShardedTransport(max_connections, zoom_tls_context())
+    transport = AiohttpTransport(max_connections, zoom_tls_context())
     return httpx.AsyncClient(timeout=TIMEOUT, transport=transport)
