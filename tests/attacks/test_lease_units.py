@@ -57,6 +57,7 @@ async def test_a_guard_cancelled_while_its_lease_is_being_taken_leaves_no_lease(
             with pytest.raises(asyncio.CancelledError):
                 await task
             proxy.delay(0)
+            await store.settle()  # as the worker does before its pool closes
     waited = await time_to_enter(PostgresLinkStore(pool, LEASE), ev)
     assert waited < 1.0, f"the next guard on the event waited {waited:.1f}s for an orphan lease"
 
