@@ -66,7 +66,6 @@ FENCE: Final = (
 _RENEW: Final = "UPDATE leases SET until = now() + make_interval(secs => %s) WHERE owner = %s"
 _RELEASE: Final = "DELETE FROM leases WHERE owner = %s"
 _SETTLE_SECONDS: Final = 10.0
-_LOCAL_TURN_SECONDS: Final = 1.0
 
 
 @contextlib.asynccontextmanager
@@ -116,12 +115,14 @@ class Leases:
         only while another process holds the key."""
         queue = self._queues.setdefault(key, _Queue())
         queue.users += 1
-        # The local queue is only a courtesy: wait a moment for this process's holder to hand
-        # the key on, then ask the database anyway (the lease alone decides; a holder here
-        # that is slow, or a turn lost to a cancellation, can delay no one for long).
+        # Wait for this process's holder to hand the key on, for as long as a lease lasts:
+        # a holder here renews its lease, so asking the database meanwhile would only poll
+        # (a host's creates queued behind a rate-limited one polled 100 times a second). Past
+        # that, ask anyway: the lease alone decides, so a turn never handed on (a bug) delays
+        # the key's takers by one lease's time, not for good.
         queued = False
         try:
-            async with asyncio.timeout(_LOCAL_TURN_SECONDS):
+            async with asyncio.timeout(self.settings.seconds):
                 await queue.lock.acquire()
                 queued = True
         except TimeoutError:

