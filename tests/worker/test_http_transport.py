@@ -117,7 +117,7 @@ async def test_silence_after_the_request_reads_as_a_read_timeout(
             await http.post(f"{base}/v2/users/me/meetings", json={}, timeout=httpx.Timeout(0.3))
 
 
-async def test_no_connection_free_within_the_pool_time_reads_as_not_sent(
+async def test_no_connection_free_within_the_pool_time_is_a_pool_timeout(
     serve: Callable[[Handler], Awaitable[str]],
 ) -> None:
     async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -130,6 +130,25 @@ async def test_no_connection_free_within_the_pool_time_reads_as_not_sent(
     async with http_client(1) as http:
         first = asyncio.create_task(http.patch(f"{base}/v2/meetings/1", json={}))
         await asyncio.sleep(0.1)
-        with pytest.raises(httpx.ConnectTimeout):
+        with pytest.raises(httpx.PoolTimeout):  # ours, not Zoom's: the breaker ignores it
             await http.patch(f"{base}/v2/meetings/2", json={}, timeout=httpx.Timeout(5, pool=0.2))
         assert (await first).status_code == 204
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE", "POST", "PATCH"])
+async def test_a_call_is_sent_once_even_when_the_connection_drops(
+    serve: Callable[[Handler], Awaitable[str]], method: str
+) -> None:
+    """aiohttp would send a GET or DELETE again, unseen, after a hang-up; the client's own
+    retry policy (rate limit, breaker, metrics) must be the only one deciding that."""
+    seen: list[bytes] = []
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await read_request(reader))
+        writer.close()
+
+    base = await serve(hang_up)
+    async with http_client(4) as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.request(method, f"{base}/v2/meetings/1")
+    assert len(seen) == 1

@@ -52,8 +52,14 @@ def main(settings: Settings) -> int:
         for line in exc.problems:
             print(line, file=sys.stderr)
         return 2  # EXIT_CONFIG, as for every other setting (worker/cli.py)
+    # What importing made lives as long as the process: out of the collector's sight, so
+    # that a full collection scans only what messages make (its 60-80 ms pauses, the tail
+    # latency of every message in flight then, become ~15 ms; README, Benchmark). Here, not in
+    # ``run``: once per process (tests run ``run`` many times in one).
+    gc.collect()
+    gc.freeze()
     # uvloop: the event loop's own share of the CPU (a wake-up per round trip to Postgres,
-    # Zoom and Kafka) is about a third of asyncio's; 1.1 ms less per message (README, Scale).
+    # Zoom and Kafka) is about a third of asyncio's; ~1 ms less per message (README, Benchmark).
     return uvloop.run(run(settings, tracing=tracing))
 
 
@@ -231,11 +237,6 @@ async def run(
             )
 
         await stack.enter_async_context(serving(health_app(checks, liveness), settings.http_port))
-        # What start-up made lives as long as the process: out of the collector's sight, so
-        # that a full collection scans only what messages make (its 60-80 ms pauses, the
-        # tail latency of every message in flight then, become ~15 ms; bench, replicas).
-        gc.collect()
-        gc.freeze()
         log.info("worker starting", group=settings.kafka_group_id, topics=settings.event_topics)
         # Scheduled retries run beside the consumer and stop with it, before the producer closes.
         retrying = asyncio.create_task(retries.run(stop), name="retry-runner")

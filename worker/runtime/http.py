@@ -13,14 +13,19 @@ server that hangs up mid-request to ``ConnectTimeout``: a create that may have r
 would read as one that never left, and be sent again. Here every aiohttp failure maps to the
 httpx exception that says what is known about the request (``_EXCEPTIONS``):
 
-    connecting failed (refused, DNS, TLS handshake) -> httpx.ConnectError    (not sent)
-    no connection within the pool or connect time  -> httpx.ConnectTimeout  (not sent)
-    no answer within the read time                  -> httpx.ReadTimeout     (outcome unknown)
-    anything after sending (hang-up, bad response)  -> httpx.RemoteProtocolError (unknown)
+    no free connection within the pool time          -> httpx.PoolTimeout     (not sent)
+    connecting failed (refused, DNS, TLS handshake)  -> httpx.ConnectError    (not sent)
+    no connection within the connect time            -> httpx.ConnectTimeout  (not sent)
+    no answer within the read time                   -> httpx.ReadTimeout     (outcome unknown)
+    anything after sending (hang-up, bad response)   -> httpx.RemoteProtocolError (unknown)
+
+aiohttp's own second try of a GET, PUT or DELETE on a dropped connection is turned off, so
+every call is sent once. The write timeout is not applied (Zoom's requests are small).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Final
 
@@ -63,20 +68,38 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._max_connections = max_connections
         self._tls = tls
         self._session: aiohttp.ClientSession | None = None
+        # The wait for a free connection is ours, not aiohttp's: aiohttp counts it in its
+        # connect timeout, and a busy pool here must read as ``PoolTimeout`` (nothing about
+        # Zoom: the breaker ignores it), not as Zoom failing to answer a connect.
+        self._free = asyncio.Semaphore(max_connections)
 
     def _client(self) -> aiohttp.ClientSession:
         # Made on first use: a session belongs to the running event loop.
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=self._tls),
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_connections,
+                    ssl=self._tls,
+                    keepalive_timeout=5.0,  # httpx's keep-alive expiry
+                ),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,  # httpx decodes, as for its own transport
                 skip_auto_headers=("User-Agent", "Accept-Encoding"),  # httpx's own are sent
             )
+            # aiohttp sends a GET, PUT or DELETE a second time, unseen, when the connection
+            # drops; a call here is sent once, and the client's retry policy (with its rate
+            # limit, breaker and metrics) decides about another. (Private, set as aiohttp's
+            # own test client sets it; tests/worker/test_http_transport.py checks it.)
+            self._session._retry_connection = False
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {})
+        try:
+            async with asyncio.timeout(timeout.get("pool")):
+                await self._free.acquire()
+        except TimeoutError:
+            raise httpx.PoolTimeout("no free connection to Zoom in time", request=request) from None
         try:
             async with self._client().request(
                 request.method,
@@ -86,7 +109,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(
                     total=None,
-                    connect=timeout.get("pool"),
                     sock_connect=timeout.get("connect"),
                     sock_read=timeout.get("read"),
                 ),
@@ -94,6 +116,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 body = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _translate(exc, request) from exc
+        finally:
+            self._free.release()
         return httpx.Response(
             response.status,
             headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 import time
@@ -90,7 +91,9 @@ def awaiting(coro: object) -> Iterator[str]:
         )
         if frame is not None and frame.f_code.co_name in ("__aenter__", "__aexit__"):
             # an @asynccontextmanager awaits its generator through ``anext``, which hides it
-            awaited = getattr(frame.f_locals.get("self"), "gen", None) or awaited
+            manager = frame.f_locals.get("self")
+            if isinstance(manager, contextlib._AsyncGeneratorContextManager):
+                awaited = manager.gen
         coro = awaited
 
 
@@ -111,8 +114,11 @@ def dump_tasks() -> None:
     print(f"--- {len(tasks)} asyncio tasks (SIGUSR1) ---", file=sys.stderr)
     for task in tasks:
         print(f"{task.get_name()}:", file=sys.stderr)
-        for line in awaiting(task.get_coro()):
-            print(f"  {line}", file=sys.stderr)
+        try:
+            for line in awaiting(task.get_coro()):
+                print(f"  {line}", file=sys.stderr)
+        except Exception as exc:  # a diagnostic: never the worker's end
+            print(f"  (not followed further: {type(exc).__name__})", file=sys.stderr)
     print("--- end of tasks ---", file=sys.stderr, flush=True)
 
 
