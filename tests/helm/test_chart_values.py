@@ -18,6 +18,16 @@ REJECTED = [
     pytest.param({"worker": {"logLevel": "TRACE"}}, "/worker/logLevel", id="bad-enum"),
     pytest.param({"kafka": {"bootstrapServers": "kafka"}}, "bootstrapServers", id="no-port"),
     pytest.param({"worker": {"shutdownGraceSeconds": 0}}, "shutdownGraceSeconds", id="zero-grace"),
+    pytest.param(
+        {"worker": {"zoomRateLimitScope": "global"}}, "/worker/zoomRateLimitScope", id="bad-scope"
+    ),
+    # The app refuses fewer than 6 connections (DATABASE_POOL_SIZE); the schema says so first.
+    pytest.param({"worker": {"databasePoolSize": 5}}, "/worker/databasePoolSize", id="tiny-pool"),
+    pytest.param(
+        {"worker": {"databasePreparedStatements": "false"}},
+        "/worker/databasePreparedStatements",
+        id="string-bool",
+    ),
 ]
 
 

@@ -114,11 +114,19 @@ app.kubernetes.io/component: {{ .component }}
 {{ include "zoom-worker.secretEnv" (dict "root" . "env" "ZOOM_CLIENT_SECRET" "entry" "zoomClientSecret") }}
 {{- end }}
 
+{{/* The Kafka SASL password, with a SASL_* protocol only: `run` and `serve` (which publishes
+meeting.changed and checks the same KAFKA_* settings) both read it. Empty without SASL. */}}
+{{- define "zoom-worker.kafkaSecretEnv" -}}
+{{- if include "zoom-worker.usesSasl" . -}}
+{{ include "zoom-worker.secretEnv" (dict "root" . "env" "KAFKA_SASL_PASSWORD" "entry" "kafkaSaslPassword") }}
+{{- end -}}
+{{- end }}
+
 {{/* Secrets every `run` container reads. */}}
 {{- define "zoom-worker.workerSecretEnv" -}}
 {{ include "zoom-worker.serviceSecretEnv" . }}
-{{- if include "zoom-worker.usesSasl" . }}
-{{ include "zoom-worker.secretEnv" (dict "root" . "env" "KAFKA_SASL_PASSWORD" "entry" "kafkaSaslPassword") }}
+{{- with include "zoom-worker.kafkaSecretEnv" . }}
+{{ . }}
 {{- end }}
 {{- end }}
 
