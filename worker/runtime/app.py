@@ -54,7 +54,7 @@ def main(settings: Settings) -> int:
         return 2  # EXIT_CONFIG, as for every other setting (worker/cli.py)
     # What importing made lives as long as the process: out of the collector's sight, so
     # that a full collection scans only what messages make (its 60-80 ms pauses, the tail
-    # latency of every message in flight then, become ~15 ms; README, Benchmark). Here, not in
+    # latency of every message in flight then, become 15-20 ms; README, Benchmark). Here, not in
     # ``run``: once per process (tests run ``run`` many times in one).
     gc.collect()
     gc.freeze()
