@@ -33,7 +33,8 @@ async def tasks_that_outlive_their_cancellation(
     database_url: str, rounds: int, *, until_one: bool = False
 ) -> int:
     """Over ``rounds`` rounds of four borrowers cancelled at a random moment: how many of them
-    were still running a second after their cancellation (``until_one``: stop at the first)."""
+    were still running a second after their cancellation (``until_one``: stop after the first
+    round that has any)."""
     outlived = 0
     async with AsyncConnectionPool(database_url, min_size=2, max_size=2, open=False) as pool:
         await pool.wait()
@@ -62,7 +63,7 @@ async def test_without_the_mend_python_3_11_loses_cancellations(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_acompat.ACondition, "wait_timeout", _unmended)
-    assert await tasks_that_outlive_their_cancellation(database_url, 5000, until_one=True) == 1
+    assert await tasks_that_outlive_their_cancellation(database_url, 5000, until_one=True) > 0
 
 
 async def _unmended(self: _acompat.ACondition, timeout: float) -> bool:
