@@ -11,10 +11,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from schemas.errors import from_validation_error
+from schemas.errors import parse_json
 from schemas.fields import (
     INT64_MAX,
     SINGLE_LINE,
@@ -105,7 +105,4 @@ class MeetingChanged(BaseModel):
 
 def parse_changed(data: bytes) -> MeetingChanged:
     """Read one ``meeting.changed`` value; raise only ``ContractError``."""
-    try:
-        return MeetingChanged.model_validate_json(data)
-    except ValidationError as exc:
-        raise from_validation_error(exc) from None
+    return parse_json(MeetingChanged, data)

@@ -14,10 +14,12 @@ hold personal data such as attendee emails).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ContractError(ValueError):
@@ -44,6 +46,14 @@ def _render(problems: tuple[tuple[str | None, str], ...]) -> str:
     if more:
         text += f" (and {more} more problem{'s' if more > 1 else ''})"
     return text
+
+
+def parse_json(model: type[M], data: bytes) -> M:
+    """``model`` read from JSON ``data``; raise only ``ContractError``."""
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
 
 
 def from_validation_error(exc: ValidationError) -> ContractError:

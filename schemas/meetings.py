@@ -11,10 +11,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from schemas.errors import from_validation_error
+from schemas.errors import parse_json
 from schemas.fields import (
     INT64_MAX,
     TITLE_MAX,
@@ -149,15 +149,9 @@ class MeetingFailed(BaseModel):
 
 def parse_linked(data: bytes) -> MeetingLinked:
     """Read one ``meeting.linked`` value; raise only ``ContractError``."""
-    try:
-        return MeetingLinked.model_validate_json(data)
-    except ValidationError as exc:
-        raise from_validation_error(exc) from None
+    return parse_json(MeetingLinked, data)
 
 
 def parse_failed(data: bytes) -> MeetingFailed:
     """Read one ``meeting.failed`` value; raise only ``ContractError``."""
-    try:
-        return MeetingFailed.model_validate_json(data)
-    except ValidationError as exc:
-        raise from_validation_error(exc) from None
+    return parse_json(MeetingFailed, data)
