@@ -25,9 +25,11 @@ from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any, Final
 
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
+from psycopg import AsyncConnection, OperationalError
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from structlog.stdlib import get_logger
+
+from worker.statement_batches import StatementBatcher
 
 log = get_logger("worker.leases")
 
@@ -98,6 +100,7 @@ class Leases:
     def __init__(self, pool: Pool, settings: LeaseSettings | None = None) -> None:
         self._pool = pool
         self.settings = settings or LeaseSettings()
+        self.batches = StatementBatcher(pool)  # the writes made under leases share it too
         self._queues: dict[str, _Queue] = {}
         self._held: dict[str, list[str]] = {}  # owner -> the keys it holds through this object
         self._background: set[asyncio.Task[None]] = set()
@@ -106,9 +109,10 @@ class Leases:
         self, key: str, owner: str, *, then: str | None = None, params: tuple[object, ...] = ()
     ) -> list[tuple[Any, ...]]:
         """Take ``key`` for ``owner``, waiting while another holds it; with ``then``, run that
-        query right after in the same round trip (pipelined, its own snapshot: it sees every
-        write the previous owner made) and return its rows. ``LeaseTimeout`` past
-        ``give_up_seconds``. May be cancelled: then the lease may be taken, and runs out.
+        query right after in the same round trip (one batch, ``worker/statement_batches.py``;
+        its own snapshot: it sees every write the previous owner made) and return its rows.
+        ``LeaseTimeout`` past ``give_up_seconds``. May be cancelled: then the lease may be
+        taken, and is given back behind the caller's back.
 
         Takers of one key in this process queue here first (first come, first served, handed
         on at ``release`` without a round trip), so only one of them asks the database, and
@@ -154,25 +158,22 @@ class Leases:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.give_up_seconds
         taking = {"key": key, "owner": owner, "seconds": self.settings.seconds}
+        kind = (TAKE,) if then is None else (TAKE, then)
         while True:
-            async with autocommit(self._pool) as conn:
-                if then is None:
-                    taken = await (await conn.execute(TAKE, taking)).fetchone()
-                    rows: list[tuple[Any, ...]] = []
-                else:
-                    async with conn.pipeline():
-                        claim = await conn.execute(TAKE, taking)
-                        read = await conn.execute(then, params)
-                    taken = await claim.fetchone()
-                    try:
-                        rows = await read.fetchall()
-                    except BaseException:
-                        # Read after the lease was taken (a value Python cannot hold, say):
-                        # give it back, so the next attempt does not wait for it to run out.
-                        if taken is not None:
-                            self._later(self._delete_key(key, owner))
-                        raise
-            if taken is not None:
+            try:
+                ran = await self.batches.run(
+                    kind, key, taking, *(() if then is None else (params,))
+                )
+            except (OperationalError, PoolTimeout):
+                raise  # the database is out of reach: should it have landed, it runs out
+            except Exception:
+                # The read failed (a value Python cannot hold, say) after the lease was taken:
+                # give it back, or the next attempt waits for it to run out.
+                self._later(self._delete_key(key, owner))
+                raise
+            taken = ran[0].rows
+            rows = ran[1].rows if then is not None else []
+            if taken:
                 return rows
             if loop.time() + wait > deadline:
                 raise LeaseTimeout(
@@ -224,6 +225,7 @@ class Leases:
         """Wait (at most ten seconds) for the releases under way."""
         if self._background:
             await asyncio.wait(set(self._background), timeout=_SETTLE_SECONDS)
+        await self.batches.settle()
 
     def _hand_on(self, owner: str) -> None:
         for key in self._held.pop(owner, ()):
@@ -263,8 +265,8 @@ class Leases:
 
     async def _delete(self, owner: str) -> None:
         try:
-            async with autocommit(self._pool) as conn:
-                await conn.execute(_RELEASE, (owner,))
+            # Ordered by a key it holds: batches lock lease rows in key order (no deadlocks).
+            await self.batches.run((_RELEASE,), min(self._held.get(owner, [owner])), (owner,))
         finally:
             self._hand_on(owner)
 

@@ -327,15 +327,15 @@ class _PostgresSession:
     async def _store(self, sql: str, params: tuple[object, ...], link: Link) -> None:
         assert link.event_id == self._event_id
         self._fresh = False
-        fence = (self._leases.settings.seconds, event_key(self._event_id), self._owner)
+        key = event_key(self._event_id)
+        fence = (self._leases.settings.seconds, key, self._owner)
         try:
-            async with autocommit(self._pool) as conn:
-                cursor = await conn.execute(sql, (*fence, *params))
+            (ran,) = await self._leases.batches.run((sql,), key, (*fence, *params))
         except UniqueViolation as exc:
             if exc.diag.constraint_name == _UNIQUE_MEETING:
                 raise MeetingTaken(link.event_id, link.zoom_meeting_id) from exc
             raise
-        if cursor.rowcount != 1:
+        if ran.rowcount != 1:
             raise LeaseLost(f"the lease on event {self._event_id!r} ran out; nothing stored")
 
     async def hold_creates(self, hosts: Iterable[str]) -> None:

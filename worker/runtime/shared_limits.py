@@ -10,8 +10,8 @@ one-second window holds more than ``rate + burst`` of them, which ``BucketConfig
 under Zoom's ceiling with a little headroom. A 429 (another app on the account) pushes the
 schedule out by Zoom's ``Retry-After`` for every replica at once.
 
-Cost: one round trip per Zoom call, on a row only that account's calls touch. Trouble with one
-account (its 429s) touches only its own row.
+Cost: one statement per Zoom call, batched with the others in flight, on a row only that
+account's calls touch. Trouble with one account (its 429s) touches only its own row.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from worker.leases import autocommit
+from worker.statement_batches import StatementBatcher
 from worker.zoom.ratelimit import PRO, BucketConfig, Category
 
 _TAKE: Final = """
@@ -52,6 +53,7 @@ class SharedRateLimiter:
     ) -> None:
         self._pool = pool
         self._limits = dict(limits)
+        self._batches = StatementBatcher(pool)
 
     async def acquire(self, account_id: str, category: Category) -> float:
         config = self._limits[category]
@@ -63,9 +65,10 @@ class SharedRateLimiter:
             # Slots may be this far in the past: a burst of ``burst`` after a quiet spell.
             "tolerance": max(0.0, config.burst - 1.0) * interval,
         }
-        async with autocommit(self._pool) as conn:
-            row = await (await conn.execute(_TAKE, params)).fetchone()
-        wait = max(0.0, float(row[0])) if row is not None else 0.0
+        # Batched with the other calls' (``worker/statement_batches.py``): in one transaction,
+        # each sees the slot the one before took.
+        (ran,) = await self._batches.run((_TAKE,), f"{account_id}/{category}", params)
+        wait = max(0.0, float(ran.rows[0][0])) if ran.rows else 0.0
         if wait > 0:
             await asyncio.sleep(wait)
         return wait

@@ -1,0 +1,120 @@
+"""Statement batches on a real Postgres: callers' statements go together, each gets its own
+outcome, one bad statement fails only its own caller, and a cancelled caller's neighbours
+are unharmed."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import psycopg
+import pytest
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from worker.statement_batches import StatementBatcher
+
+Pool = AsyncConnectionPool[AsyncConnection]
+
+UPSERT = (
+    "INSERT INTO {t} (k, v) VALUES (%s, %s) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v"
+    " RETURNING v"
+)
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[Pool]:
+    async with AsyncConnectionPool(database_url, min_size=1, max_size=3, open=False) as opened:
+        await opened.wait()
+        yield opened
+
+
+@pytest.fixture
+async def table(pool: Pool) -> str:
+    name = f"batch_{uuid.uuid4().hex[:8]}"
+    async with pool.connection() as conn:
+        await conn.execute(f"CREATE TABLE {name} (k text PRIMARY KEY, v text NOT NULL UNIQUE)")
+    return name
+
+
+async def rows(pool: Pool, table: str) -> dict[str, str]:
+    async with pool.connection() as conn:
+        cursor = await conn.execute(f"SELECT k, v FROM {table}")
+        return dict(await cursor.fetchall())
+
+
+async def test_concurrent_callers_share_round_trips_and_get_their_own_rows(
+    pool: Pool, table: str
+) -> None:
+    batches = StatementBatcher(pool)
+    sql = (UPSERT.format(t=table),)
+    outcomes = await asyncio.gather(
+        *(batches.run(sql, f"k{n:03}", (f"k{n:03}", f"v{n}")) for n in range(200))
+    )
+    assert [o[0].rows for o in outcomes] == [[(f"v{n}",)] for n in range(200)]
+    assert all(o[0].rowcount == 1 for o in outcomes)
+    assert await rows(pool, table) == {f"k{n:03}": f"v{n}" for n in range(200)}
+    # 200 callers at once: in batches of at most 64, not one round trip each.
+    assert batches.sent == 4
+
+
+async def test_a_statement_that_fails_fails_only_its_caller(pool: Pool, table: str) -> None:
+    batches = StatementBatcher(pool)
+    sql = (UPSERT.format(t=table),)
+    await batches.run(sql, "a", ("a", "taken"))
+    outcomes = await asyncio.gather(
+        batches.run(sql, "b", ("b", "fine")),
+        batches.run(sql, "c", ("c", "taken")),  # v is unique: this one violates it
+        batches.run(sql, "d", ("d", "also fine")),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[1], psycopg.errors.UniqueViolation)
+    assert not isinstance(outcomes[0], BaseException) and outcomes[0][0].rows == [("fine",)]
+    assert not isinstance(outcomes[2], BaseException)
+    assert await rows(pool, table) == {"a": "taken", "b": "fine", "d": "also fine"}
+
+
+async def test_statements_of_a_kind_run_in_order_and_see_each_other(pool: Pool, table: str) -> None:
+    """Two statements per caller (a write, then a read): the read sees the write before it,
+    and every caller's pair comes back together."""
+    batches = StatementBatcher(pool)
+    kind = (UPSERT.format(t=table), f"SELECT count(*) FROM {table} WHERE k <= %s")
+    outcomes = await asyncio.gather(
+        *(batches.run(kind, f"k{n}", (f"k{n}", f"v{n}"), (f"k{n}",)) for n in range(10))
+    )
+    for n, (written, counted) in enumerate(outcomes):
+        assert written.rows == [(f"v{n}",)]
+        assert counted.rows[0][0] >= 1  # at least its own row, written just before
+
+
+async def test_a_cancelled_caller_leaves_the_others_their_outcomes(pool: Pool, table: str) -> None:
+    batches = StatementBatcher(pool)
+    sql = (UPSERT.format(t=table),)
+    first = asyncio.ensure_future(batches.run(sql, "x", ("x", "1")))
+    waiting = [
+        asyncio.ensure_future(batches.run(sql, f"y{n}", (f"y{n}", f"2{n}"))) for n in range(5)
+    ]
+    await asyncio.sleep(0)
+    waiting[2].cancel()
+    done = await asyncio.gather(first, *waiting, return_exceptions=True)
+    assert isinstance(done[3], asyncio.CancelledError)
+    assert sum(not isinstance(d, BaseException) for d in done) == 5
+    await batches.settle()
+    assert {"x", "y0", "y1", "y3", "y4"} <= set(await rows(pool, table))
+
+
+async def test_an_exhausted_pool_fails_the_batch_at_once(database_url: str, table: str) -> None:
+    async with AsyncConnectionPool(
+        database_url, min_size=1, max_size=1, timeout=0.2, open=False
+    ) as small:
+        await small.wait()
+        batches = StatementBatcher(small)
+        sql = (UPSERT.format(t=table),)
+        async with small.connection():  # the only connection, held
+            outcomes = await asyncio.gather(
+                *(batches.run(sql, f"k{n}", (f"k{n}", f"v{n}")) for n in range(3)),
+                return_exceptions=True,
+            )
+        assert all(isinstance(o, PoolTimeout) for o in outcomes)
+        assert (await batches.run(sql, "k9", ("k9", "v9")))[0].rows == [("v9",)]
