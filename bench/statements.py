@@ -27,7 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 import worker  # noqa: F401  (the pool mend, as the worker has it)
 from worker.statement_batches import StatementBatcher
 
-CALLERS, POOL, ROWS = 128, 16, 500
+CALLERS, POOL, ROWS = int(__import__("os").environ.get("CALLERS", 128)), 16, 500
 UPSERT = "INSERT INTO t (k, n) VALUES (%s, %s) ON CONFLICT (k) DO UPDATE SET n = t.n + 1"
 
 

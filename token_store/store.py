@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -78,6 +78,10 @@ class _Opened:
     refresh_token: str = field(repr=False)
 
 
+# Reads one user's row as ``table.READ`` does (outside any transaction), or None.
+RowReader = Callable[[str], Awaitable[table.SealedRow | None]]
+
+
 class TokenStore:
     """The one way to Zoom tokens. Safe to share across coroutines of one event loop and to run
     in several processes against one database."""
@@ -92,8 +96,12 @@ class TokenStore:
         clock: Callable[[], datetime] = _utc_now,
         revoke_schedule: RevokeSchedule | None = None,
         max_concurrent_refreshes: int | None = None,
+        read_row: RowReader | None = None,
     ) -> None:
         self._pool = pool
+        # How ``get_access_token`` reads a row: a pooled connection each, unless the caller
+        # has a cheaper way (the worker batches concurrent reads into one round trip).
+        self._read_row = read_row or self._read_pooled
         self._keys = keys
         self._oauth = oauth
         self._margin = refresh_margin
@@ -118,13 +126,16 @@ class TokenStore:
         Raises ``NotConnected``, ``AuthorizationExpired`` (tokens deleted), ``AccountInactive``,
         ``TokenUnreadable``, ``OAuthRejected`` or ``TokenServiceUnavailable`` (retryable).
         """
-        async with self._pool.connection() as conn:
-            row = await table.read(conn, user_id)
+        row = await self._read_row(user_id)
         if row is None:
             raise NotConnected(f"user {user_id} has no Zoom connection")
         if not self._expiring(row):
             return _grant(row, self._open(row, "access_token"))
         return await self._flights.run((user_id, ""), lambda: self._refresh(user_id, None))
+
+    async def _read_pooled(self, user_id: str) -> table.SealedRow | None:
+        async with self._pool.connection() as conn:
+            return await table.read(conn, user_id)
 
     async def refresh_after_rejection(self, user_id: str, rejected: ZoomGrant) -> ZoomGrant:
         """Zoom answered 401 (code 124) to ``rejected``: refresh, unless the stored access token

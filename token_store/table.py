@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final
 
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
@@ -38,8 +39,12 @@ class SealedTokens:
     key_id: str
 
 
+# One user's row; its columns are ``SealedRow``'s, in order (``SealedRow(*values)``).
+READ: Final = f"SELECT {_COLUMNS} FROM zoom_tokens WHERE user_id = %s"
+
+
 async def read(conn: AsyncConnection, user_id: str, *, lock: bool = False) -> SealedRow | None:
-    query = f"SELECT {_COLUMNS} FROM zoom_tokens WHERE user_id = %s"
+    query = READ
     if lock:
         query += " FOR UPDATE"
     async with conn.cursor(row_factory=class_row(SealedRow)) as cur:

@@ -16,8 +16,9 @@ returns; its row locks are held until then, so a batch runs its statements sorte
 (the row they lock first, say a lease's key) and two batches lock rows in the same order.
 Raises what the statement alone would raise: a batch that fails (one unique violation aborts
 it all, rolled back) runs again one caller at a time, each on its own connection; only a
-``PoolTimeout`` fails the whole batch at once. Cancelling a caller does not withdraw a
-statement its batch already sent: like any statement, it may have taken effect.
+``PoolTimeout`` fails the whole batch at once, and the statements queued behind it (each
+waits for a connection one pool timeout at most, as alone). Cancelling a caller does not
+withdraw a statement its batch already sent: like any statement, it may have taken effect.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class StatementBatcher:
                 batch = [c for c in queue.calls[: self._max] if not c.done.done()]
                 del queue.calls[: self._max]
                 if batch:
-                    await self._send(kind, sorted(batch, key=lambda c: c.order))
+                    await self._send(kind, queue, sorted(batch, key=lambda c: c.order))
         except BaseException as exc:  # cancelled (the loop is closing): no caller waits for ever
             for call in (*batch, *queue.calls):
                 _settle(call, exc)
@@ -101,7 +102,7 @@ class StatementBatcher:
             if not queue.calls and self._queues.get(kind) is queue:
                 del self._queues[kind]
 
-    async def _send(self, kind: Kind, batch: list[_Call]) -> None:
+    async def _send(self, kind: Kind, queue: _Queue, batch: list[_Call]) -> None:
         try:
             outcomes = await self._execute(kind, [c.params for c in batch])
         except Exception as exc:
@@ -110,6 +111,13 @@ class StatementBatcher:
                     _settle(call, exc)
             else:  # rolled back, all of it: each again alone, to fail only its own caller
                 await asyncio.gather(*(self._alone(kind, call) for call in batch))
+            if any(isinstance(c.done.exception(), PoolTimeout) for c in batch if _failed(c)):
+                # No connection for a whole pool timeout (Postgres is out of reach, say):
+                # those queued meanwhile would wait for the same pool, a second timeout's
+                # time; they fail now, as every one of them would have alone.
+                for call in queue.calls:
+                    _settle(call, PoolTimeout("no connection: the batch before found none"))
+                queue.calls.clear()
             return
         for call, outcome in zip(batch, outcomes, strict=True):
             _settle(call, outcome)
@@ -154,6 +162,10 @@ async def _outcomes(cursor: AsyncCursor[Any], count: int) -> list[Ran]:
         rows = await cursor.fetchall() if cursor.description is not None else []
         out.append(Ran(rows, cursor.rowcount))
     return out
+
+
+def _failed(call: _Call) -> bool:
+    return call.done.done() and not call.done.cancelled() and call.done.exception() is not None
 
 
 def _settle(call: _Call, outcome: list[Ran] | BaseException) -> None:

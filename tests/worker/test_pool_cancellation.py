@@ -63,7 +63,7 @@ async def test_without_the_mend_python_3_11_loses_cancellations(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_acompat.ACondition, "wait_timeout", _unmended)
-    assert await tasks_that_outlive_their_cancellation(database_url, 5000, until_one=True) > 0
+    assert await tasks_that_outlive_their_cancellation(database_url, 20_000, until_one=True) > 0
 
 
 async def _unmended(self: _acompat.ACondition, timeout: float) -> bool:

@@ -7,12 +7,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+import migrations
+from token_store import table as tokens_table
+from worker.runtime.resources import batched_token_reads
 from worker.statement_batches import StatementBatcher
 
 Pool = AsyncConnectionPool[AsyncConnection]
@@ -118,3 +122,40 @@ async def test_an_exhausted_pool_fails_the_batch_at_once(database_url: str, tabl
             )
         assert all(isinstance(o, PoolTimeout) for o in outcomes)
         assert (await batches.run(sql, "k9", ("k9", "v9")))[0].rows == [("v9",)]
+
+        # Those queued behind a batch that found no connection fail with it: none waits
+        # two pool timeouts.
+        async with small.connection():
+            started = asyncio.get_running_loop().time()
+            first = asyncio.ensure_future(batches.run(sql, "a", ("a", "1")))
+            await asyncio.sleep(0.1)  # its batch is waiting for the pool
+            behind = await asyncio.gather(
+                batches.run(sql, "b", ("b", "2")), first, return_exceptions=True
+            )
+            waited = asyncio.get_running_loop().time() - started
+        assert all(isinstance(o, PoolTimeout) for o in behind)
+        assert waited < 0.35
+
+
+async def test_batched_token_reads_read_what_the_token_store_reads(
+    database_url: str, pool: Pool
+) -> None:
+    """The worker's token reads (``batched_token_reads``) give the row ``table.read`` gives,
+    or None for a user without one, many at once."""
+    migrations.apply(database_url)
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    async with pool.connection() as conn:
+        stored = await tokens_table.upsert(
+            conn,
+            user_id=user,
+            zoom_user_id="z-1",
+            zoom_account_id="acct-1",
+            scopes=("meeting:write",),
+            tokens=tokens_table.SealedTokens(b"sealed-access", b"sealed-refresh", "k1"),
+            access_expires_at=datetime.now(UTC) + timedelta(hours=1),
+        )
+        direct = await tokens_table.read(conn, user)
+    read_row = batched_token_reads(StatementBatcher(pool))
+    found = await asyncio.gather(*(read_row(user) for _ in range(5)), read_row("nobody"))
+    assert found[:5] == [stored] * 5 == [direct] * 5
+    assert found[5] is None

@@ -20,7 +20,10 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from token_store import TokenStore, ZoomOAuth
+from token_store.store import RowReader
+from token_store.table import READ, SealedRow
 from worker.runtime.config import ServiceSettings
+from worker.statement_batches import StatementBatcher
 
 Pool = AsyncConnectionPool[AsyncConnection]
 
@@ -184,7 +187,9 @@ def token_store(
     http: httpx.AsyncClient,
     *,
     max_concurrent_refreshes: int | None = None,
+    batches: StatementBatcher | None = None,
 ) -> TokenStore:
+    """``batches``: concurrent token reads go to Postgres together (the worker's hot path)."""
     secret = settings.zoom_client_secret
     oauth = ZoomOAuth(
         http,
@@ -199,7 +204,16 @@ def token_store(
         oauth,
         refresh_margin=timedelta(seconds=settings.token_refresh_margin_seconds),
         max_concurrent_refreshes=max_concurrent_refreshes,
+        read_row=batched_token_reads(batches) if batches else None,
     )
+
+
+def batched_token_reads(batches: StatementBatcher) -> RowReader:
+    async def read_row(user_id: str) -> SealedRow | None:
+        (ran,) = await batches.run((READ,), user_id, (user_id,))
+        return SealedRow(*ran.rows[0]) if ran.rows else None
+
+    return read_row
 
 
 async def database_ready(pool: Pool) -> bool:
