@@ -1,7 +1,7 @@
 """``python -m bench.statements``: the client CPU of one small statement, alone vs batched.
 
 Cited by ``worker/statement_batches.py``. Postgres as the tests get it (``DATABASE_URL``, else
-the embedded one). 128 concurrent callers share a pool of 16 connections, as a worker with
+the embedded one). 128 concurrent callers (``--callers``) share a pool of 16 connections, as a worker with
 ``MAX_IN_FLIGHT=128`` does, and each upserts one row of a 500-row table at a time (the shape
 of a lease take), ``--statements`` in all:
 
@@ -27,7 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 import worker  # noqa: F401  (the pool mend, as the worker has it)
 from worker.statement_batches import StatementBatcher
 
-CALLERS, POOL, ROWS = int(__import__("os").environ.get("CALLERS", 128)), 16, 500
+POOL, ROWS = 16, 500
 UPSERT = "INSERT INTO t (k, n) VALUES (%s, %s) ON CONFLICT (k) DO UPDATE SET n = t.n + 1"
 
 
@@ -36,7 +36,7 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _measure(dsn: str, way: str, statements: int) -> None:
+async def _measure(dsn: str, way: str, statements: int, callers: int) -> None:
     async with AsyncConnectionPool(
         dsn, min_size=POOL, max_size=POOL, open=False, kwargs={"autocommit": True}
     ) as pool:
@@ -61,7 +61,7 @@ async def _measure(dsn: str, way: str, statements: int) -> None:
                 await one(f"k{n % ROWS}")
 
         started, cpu = time.monotonic(), _cpu()
-        await asyncio.gather(*(caller() for _ in range(CALLERS)))
+        await asyncio.gather(*(caller() for _ in range(callers)))
         seconds, cpu = time.monotonic() - started, _cpu() - cpu
         async with pool.connection() as conn:
             total = await (await conn.execute("SELECT sum(n) FROM t")).fetchone()
@@ -76,11 +76,12 @@ async def _measure(dsn: str, way: str, statements: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--statements", type=int, default=20_000)
+    parser.add_argument("--callers", type=int, default=128, help="concurrent callers")
     args = parser.parse_args()
     with postgres_service() as service:
         dsn = create_database(service.url, "bench_statements")
         for way in ("alone", "batched", "alone", "batched"):
-            uvloop.run(_measure(dsn, way, args.statements))
+            uvloop.run(_measure(dsn, way, args.statements, args.callers))
 
 
 if __name__ == "__main__":
