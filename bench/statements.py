@@ -1,9 +1,9 @@
 """``python -m bench.statements``: the client CPU of one small statement, alone vs batched.
 
 Cited by ``worker/statement_batches.py``. Postgres as the tests get it (``DATABASE_URL``, else
-the embedded one). 128 concurrent callers (``--callers``) share a pool of 16 connections, as a worker with
-``MAX_IN_FLIGHT=128`` does, and each upserts one row of a 500-row table at a time (the shape
-of a lease take), ``--statements`` in all:
+the embedded one). 128 concurrent callers (``--callers``) share a pool of 16 connections, as
+a worker with ``MAX_IN_FLIGHT=128`` does, and each upserts one row of a 500-row table at a
+time (the shape of a lease take), ``--statements`` in all:
 
     alone      a pooled connection per statement, ``conn.execute`` (the worker before)
     batched    ``StatementBatcher.run``: concurrent callers' statements in one round trip
