@@ -66,7 +66,7 @@ FENCE: Final = (
     " WHERE key = %s AND owner = %s AND until > now() RETURNING 1)"
 )
 _RENEW: Final = "UPDATE leases SET until = now() + make_interval(secs => %s) WHERE owner = %s"
-_RELEASE: Final = "DELETE FROM leases WHERE owner = %s"
+_RELEASE: Final = "DELETE FROM leases WHERE key = %s AND owner = %s"
 _SETTLE_SECONDS: Final = 10.0
 
 
@@ -102,7 +102,8 @@ class Leases:
         self.settings = settings or LeaseSettings()
         self.batches = StatementBatcher(pool)  # the writes made under leases share it too
         self._queues: dict[str, _Queue] = {}
-        self._held: dict[str, list[str]] = {}  # owner -> the keys it holds through this object
+        self._held: dict[str, list[str]] = {}  # owner -> the keys it holds in this process's turn
+        self._taken: dict[str, list[str]] = {}  # owner -> every key it took through this object
         self._background: set[asyncio.Task[None]] = set()
 
     async def take(
@@ -145,6 +146,7 @@ class Leases:
                 queue.lock.release()
             self._leave(key, queue)
             raise
+        self._taken.setdefault(owner, []).append(key)
         if not queued:
             self._leave(key, queue)
             return rows
@@ -223,9 +225,11 @@ class Leases:
 
     async def settle(self) -> None:
         """Wait (at most ten seconds) for the releases under way."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _SETTLE_SECONDS
         if self._background:
             await asyncio.wait(set(self._background), timeout=_SETTLE_SECONDS)
-        await self.batches.settle()
+        await self.batches.settle(max(0.0, deadline - loop.time()))
 
     def _hand_on(self, owner: str) -> None:
         for key in self._held.pop(owner, ()):
@@ -234,8 +238,8 @@ class Leases:
             self._leave(key, queue)
 
     async def _delete_key(self, key: str, owner: str) -> None:
-        async with self._pool.connection() as conn:
-            await conn.execute("DELETE FROM leases WHERE key = %s AND owner = %s", (key, owner))
+        async with autocommit(self._pool) as conn:
+            await conn.execute(_RELEASE, (key, owner))
 
     async def sweep(self) -> int:
         """Delete leases that ran out long ago (their holders died): how many. Nothing waits
@@ -265,8 +269,17 @@ class Leases:
 
     async def _delete(self, owner: str) -> None:
         try:
-            # Ordered by a key it holds: batches lock lease rows in key order (no deadlocks).
-            await self.batches.run((_RELEASE,), min(self._held.get(owner, [owner])), (owner,))
+            # One statement per key, each ordered by its key: every batch locks lease rows in
+            # key order, so releases never deadlock with takes (``DELETE ... WHERE owner``
+            # locked an owner's rows in whatever order they lay on disk).
+            keys = self._taken.pop(owner, [])
+            done = await asyncio.gather(
+                *(self.batches.run((_RELEASE,), key, (key, owner)) for key in keys),
+                return_exceptions=True,
+            )
+            for outcome in done:
+                if isinstance(outcome, BaseException):
+                    raise outcome
         finally:
             self._hand_on(owner)
 

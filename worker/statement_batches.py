@@ -10,15 +10,18 @@ Contract of ``StatementBatcher.run(kind, order, params)``: runs ``kind``'s state
 more SQL texts, in order) with ``params`` (one tuple or mapping per statement) and returns
 each statement's rows and rowcount. May block on the pool and behind the batch of the same
 kind in flight: at most one batch of a kind is in flight, so a statement waits for no one when
-none is (no added latency at low load), and those that come meanwhile go together in the next.
-A batch is one implicit transaction (autocommit, one sync): durable, all of it, when ``run``
-returns; its row locks are held until then, so a batch runs its statements sorted by ``order``
-(the row they lock first, say a lease's key) and two batches lock rows in the same order.
-Raises what the statement alone would raise: a batch that fails (one unique violation aborts
-it all, rolled back) runs again one caller at a time, each on its own connection; only a
-``PoolTimeout`` fails the whole batch at once, and the statements queued behind it (each
-waits for a connection one pool timeout at most, as alone). Cancelling a caller does not
-withdraw a statement its batch already sent: like any statement, it may have taken effect.
+none is (no added latency at low load), and those that come meanwhile go together in the next
+(a round trip per SQL text of the kind). A batch is one transaction: durable, all of it, when
+``run`` returns; its row locks are held until then, so a batch runs its statements sorted by
+``order`` (the row they lock first, say a lease's key), and two batches lock rows in the same
+order. Raises what the statement alone would raise: a batch that fails (one unique violation,
+or a parameter psycopg cannot send, aborts it all: rolled back) runs again one caller at a
+time, each on its own connection, and a deadlock victim (even a batch of one: it may hold
+several rows) again, up to ``DEADLOCK_RETRIES`` times; only a ``PoolTimeout`` fails the whole
+batch at once, and the statements queued behind it (each waits for a connection one pool
+timeout at most, as alone). A caller cancelled before its batch went is left out of it; one
+cancelled after is cancelled once the batch is through (its statement may have taken effect,
+and whatever the caller does about that comes after it).
 """
 
 from __future__ import annotations
@@ -29,11 +32,16 @@ from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 
 from psycopg import AsyncConnection, AsyncCursor
+from psycopg.errors import DeadlockDetected
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 Params: TypeAlias = Sequence[Any] | Mapping[str, Any]
 Kind: TypeAlias = tuple[str, ...]  # the SQL texts, run in this order for each caller
 MAX_BATCH: Final = 64
+# A deadlock victim (rolled back, nothing of it stays) runs again alone this many times: a
+# batch holds several rows' locks at once, so it can deadlock with another batch (or a
+# statement locking several rows) where its statements alone never would.
+DEADLOCK_RETRIES: Final = 3
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,7 @@ class _Call:
     order: str
     params: tuple[Params, ...]
     done: asyncio.Future[list[Ran]]
+    sent: asyncio.Future[None] | None = None  # its batch, once taken: done when it is through
 
 
 @dataclass
@@ -71,11 +80,20 @@ class StatementBatcher:
         """Run ``kind`` with ``params`` (one per SQL text) in the next batch; see the module."""
         assert len(params) == len(kind), "one parameter set per statement"
         done: asyncio.Future[list[Ran]] = asyncio.get_running_loop().create_future()
+        call = _Call(order, params, done)
         queue = self._queues.setdefault(kind, _Queue())
-        queue.calls.append(_Call(order, params, done))
+        queue.calls.append(call)
         if not queue.flying:
             self._fly(kind, queue)
-        return await done
+        try:
+            return await done
+        except asyncio.CancelledError:
+            if call.sent is not None and not call.sent.done():
+                # Its statement is on its way: the cancellation goes on once the batch is
+                # through, so that what the caller does about it (give a lease back, say)
+                # comes after the statement, never before it.
+                await asyncio.wait({call.sent})
+            raise
 
     def _fly(self, kind: Kind, queue: _Queue) -> None:
         queue.flying = True
@@ -90,8 +108,15 @@ class StatementBatcher:
             while queue.calls:
                 batch = [c for c in queue.calls[: self._max] if not c.done.done()]
                 del queue.calls[: self._max]
-                if batch:
+                if not batch:
+                    continue
+                sent = asyncio.get_running_loop().create_future()
+                for call in batch:
+                    call.sent = sent
+                try:
                     await self._send(kind, queue, sorted(batch, key=lambda c: c.order))
+                finally:
+                    sent.set_result(None)
         except BaseException as exc:  # cancelled (the loop is closing): no caller waits for ever
             for call in (*batch, *queue.calls):
                 _settle(call, exc)
@@ -106,7 +131,9 @@ class StatementBatcher:
         try:
             outcomes = await self._execute(kind, [c.params for c in batch])
         except Exception as exc:
-            if len(batch) == 1 or isinstance(exc, PoolTimeout):
+            if isinstance(exc, PoolTimeout) or (
+                len(batch) == 1 and not isinstance(exc, DeadlockDetected)
+            ):
                 for call in batch:
                     _settle(call, exc)
             else:  # rolled back, all of it: each again alone, to fail only its own caller
@@ -123,14 +150,20 @@ class StatementBatcher:
             _settle(call, outcome)
 
     async def _alone(self, kind: Kind, call: _Call) -> None:
-        if call.done.done():
+        for retry in range(DEADLOCK_RETRIES, -1, -1):
+            if call.done.done():
+                return
+            try:
+                (outcome,) = await self._execute(kind, [call.params])
+            except DeadlockDetected as exc:
+                if retry:
+                    continue
+                _settle(call, exc)
+            except Exception as exc:
+                _settle(call, exc)
+            else:
+                _settle(call, outcome)
             return
-        try:
-            (outcome,) = await self._execute(kind, [call.params])
-        except Exception as exc:
-            _settle(call, exc)
-            return
-        _settle(call, outcome)
 
     async def _execute(self, kind: Kind, params: list[tuple[Params, ...]]) -> list[list[Ran]]:
         self.sent += 1
@@ -139,19 +172,22 @@ class StatementBatcher:
                 await conn.set_autocommit(True)
             cursors = [conn.cursor() for _ in kind]
             try:
-                async with conn.pipeline():
+                # A transaction of its own, not just the pipeline's implicit one: a failure in
+                # Python (a parameter psycopg cannot send, a row it cannot read) rolls back the
+                # statements already sent too, so that a rerun never applies one twice.
+                async with conn.pipeline(), conn.transaction():
                     for n, (cursor, sql) in enumerate(zip(cursors, kind, strict=True)):
                         await cursor.executemany(sql, [p[n] for p in params], returning=True)
-                per_statement = [await _outcomes(cursor, len(params)) for cursor in cursors]
+                    per_statement = [await _outcomes(cursor, len(params)) for cursor in cursors]
             finally:
                 for cursor in cursors:
                     await cursor.close()
         return [list(call) for call in zip(*per_statement, strict=True)]
 
-    async def settle(self) -> None:
-        """Wait for the batches in flight (before the pool closes)."""
-        while self._flights:
-            await asyncio.wait(set(self._flights))
+    async def settle(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 - a bound, not a cancel
+        """Wait for the batches in flight (before the pool closes), ``timeout`` seconds at most."""
+        if self._flights:
+            await asyncio.wait(set(self._flights), timeout=timeout)
 
 
 async def _outcomes(cursor: AsyncCursor[Any], count: int) -> list[Ran]:

@@ -159,3 +159,87 @@ async def test_batched_token_reads_read_what_the_token_store_reads(
     found = await asyncio.gather(*(read_row(user) for _ in range(5)), read_row("nobody"))
     assert found[:5] == [stored] * 5 == [direct] * 5
     assert found[5] is None
+
+
+async def test_a_deadlock_victim_runs_again(pool: Pool) -> None:
+    """A batch holds its rows' locks until it commits, so it can deadlock with a statement that
+    locks several rows in another order (as ``DELETE FROM leases WHERE owner = ...`` does, in
+    the order its rows lie on disk), even a statement in a batch of its own. Postgres fails one
+    of them; that one runs again (nothing of it stayed) instead of failing its caller."""
+    name = f"locks_{uuid.uuid4().hex[:8]}"
+    take = (
+        f"INSERT INTO {name} AS l (key, owner) VALUES (%s, %s)"
+        " ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner WHERE l.owner = EXCLUDED.owner"
+        " RETURNING 1"
+    )
+    async with pool.connection() as conn:
+        await conn.set_autocommit(True)
+        await conn.execute(f"CREATE TABLE {name} (key text PRIMARY KEY, owner text NOT NULL)")
+        for key, owner in (("b", "old"), ("a", "old"), ("ab", "other")):  # b before a on disk
+            await conn.execute(f"INSERT INTO {name} VALUES (%s, %s)", (key, owner))
+    takers, releases = StatementBatcher(pool), StatementBatcher(pool)
+    async with pool.connection() as blocker:
+        await blocker.set_autocommit(False)
+        await blocker.execute(f"SELECT 1 FROM {name} WHERE key = 'ab' FOR UPDATE")
+        # One batch takes a, then waits for ab (held), then will want b (an ON CONFLICT DO
+        # UPDATE locks the row even where its WHERE leaves it as it is).
+        taking = [
+            asyncio.ensure_future(takers.run((take,), key, (key, "new")))
+            for key in ("a", "ab", "b")
+        ]
+        await asyncio.sleep(0.2)
+        # Alone in its batch: deletes b, then waits for a.
+        release = asyncio.ensure_future(
+            releases.run((f"DELETE FROM {name} WHERE owner = %s",), "a", ("old",))
+        )
+        await asyncio.sleep(0.2)
+        await blocker.rollback()  # the batch goes on to b: a deadlock, the release its victim
+    (released,) = await release
+    taken = await asyncio.gather(*taking)  # none fails, whichever Postgres chose as the victim
+    assert released.rowcount == 2
+    if releases.sent == 2:  # the release was the victim (usually: it waited first), then again
+        assert takers.sent == 1
+        assert [t[0].rows for t in taken] == [[], [], []]
+    else:  # the takers' batch was, and each ran again alone after the release
+        assert takers.sent == 4
+        assert [t[0].rows for t in taken] == [[(1,)], [], [(1,)]]
+
+
+async def test_a_caller_cancelled_after_its_batch_went_is_cancelled_once_it_is_through(
+    pool: Pool, table: str, database_url: str
+) -> None:
+    """What a cancelled caller does next (give a lease back) must come after its statement:
+    the cancellation waits for the batch, which here waits for a row lock held elsewhere."""
+    batches = StatementBatcher(pool)
+    sql = (UPSERT.format(t=table),)
+    await batches.run(sql, "held", ("held", "0"))
+    async with await AsyncConnection.connect(database_url) as other:
+        await other.execute(f"SELECT * FROM {table} WHERE k = 'held' FOR UPDATE")
+        call = asyncio.ensure_future(batches.run(sql, "held", ("held", "1")))
+        await asyncio.sleep(0.3)  # sent, and waiting for the lock
+        call.cancel()
+        await asyncio.sleep(0.2)
+        assert not call.done()  # still waiting for its batch
+        await other.rollback()  # the lock goes
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert (await rows(pool, table))["held"] == "1"  # it did take effect, before the caller went on
+
+
+async def test_a_parameter_that_cannot_be_sent_fails_its_caller_and_applies_nothing_twice(
+    pool: Pool, table: str
+) -> None:
+    batches = StatementBatcher(pool)
+    count = (
+        f"INSERT INTO {table} (k, v) VALUES (%s, %s)"
+        f" ON CONFLICT (k) DO UPDATE SET v = ({table}.v::int + 1)::text RETURNING v",
+    )
+    outcomes = await asyncio.gather(
+        batches.run(count, "a", ("a", "1")),
+        batches.run(count, "b", ("b", "nul\x00inside")),  # Postgres text cannot hold NUL
+        batches.run(count, "c", ("c", "5")),  # v is unique
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[1], Exception)
+    assert not isinstance(outcomes[0], BaseException) and not isinstance(outcomes[2], BaseException)
+    assert await rows(pool, table) == {"a": "1", "c": "5"}  # each once, not rerun on top

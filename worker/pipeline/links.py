@@ -3,8 +3,9 @@
 Contract of ``LinkStore.guard``: it yields a ``LinkSession`` holding exclusive rights to one
 event id across every worker process (a lease, ``worker/leases.py``, renewed while the
 guard lasts). It may block while another holder works on the same event, holding no database
-connection meanwhile; each operation borrows a pooled connection for one round trip, so a guard
-costs no connection while it waits for Zoom. A crashed worker's leases run out by themselves
+connection meanwhile; each operation is one statement, sent with other messages' statements of
+the same kind in one round trip on a pooled connection (``worker/statement_batches.py``), so a
+guard costs no connection while it waits for Zoom. A crashed worker's leases run out by themselves
 (``LEASE_SECONDS``). When the guard ends, whichever way (the body raised, the task was
 cancelled, even while waiting for the lease), every lease it took is released. Every write
 checks the lease in its own statement and raises ``LeaseLost`` when it ran out (the worker

@@ -60,11 +60,12 @@ def main(settings: Settings) -> int:
     gc.collect()
     gc.freeze()
     # A message allocates thousands of objects, nearly all freed by reference counting within
-    # the message; at the default thresholds (700, 10, 10) the collector still ran a young
-    # collection every 700 of them: 12 % of the worker's CPU at full load. At 5,000, 20 and 100
-    # it takes 5 % (measured with gc.callbacks over the bench's 6,000-message run: 1.8 s of GC
-    # in 15 s of CPU before, 0.8 s after), for ~20 MB more resident memory.
-    gc.set_threshold(5_000, 20, 100)
+    # the message, yet at the default thresholds (700, 10, 10) the collector ran a young
+    # collection every 700 of them. At 2,000 it spends a third less (gc.callbacks over the
+    # bench's 6,000 messages at 0 ms: 1.35 s of 13 s of CPU, then 0.87 s). Raising the older
+    # generations' thresholds too saved a little more but let a 30k drain grow to 240 MB
+    # (``--memory``): cyclic garbage waited that much longer for a full collection.
+    gc.set_threshold(2_000, 10, 10)
     # uvloop: the event loop's own share of the CPU (a wake-up per round trip to Postgres,
     # Zoom and Kafka) is about a third of asyncio's; ~1 ms less per message (README, Benchmark).
     return uvloop.run(run(settings, tracing=tracing))
