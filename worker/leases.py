@@ -127,9 +127,12 @@ class Leases:
         # the key's takers by one lease's time, not for good.
         queued = False
         try:
-            async with asyncio.timeout(self.settings.seconds):
+            if queue.lock.locked():
+                async with asyncio.timeout(self.settings.seconds):
+                    await queue.lock.acquire()
+            else:  # nobody here holds it (the usual case): no timer to set up
                 await queue.lock.acquire()
-                queued = True
+            queued = True
         except TimeoutError:
             pass
         except BaseException:

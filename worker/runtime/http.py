@@ -96,7 +96,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {})
         try:
-            async with asyncio.timeout(timeout.get("pool")):
+            if self._free.locked():
+                async with asyncio.timeout(timeout.get("pool")):
+                    await self._free.acquire()
+            else:  # a connection is free (the usual case): no timer to set up
                 await self._free.acquire()
         except TimeoutError:
             raise httpx.PoolTimeout("no free connection to Zoom in time", request=request) from None
