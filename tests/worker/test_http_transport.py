@@ -152,3 +152,43 @@ async def test_a_call_is_sent_once_even_when_the_connection_drops(
         with pytest.raises(httpx.RemoteProtocolError):
             await http.request(method, f"{base}/v2/meetings/1")
     assert len(seen) == 1
+
+
+async def test_a_request_sent_to_the_transport_whole_reads_as_through_the_client(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    """``ZoomMeetings`` sends to ``http.transport``: no client layers, same answer, gzip too."""
+    body = gzip.compress(b'{"id": 8}')
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(
+            b"HTTP/1.1 201 Created\r\nContent-Encoding: gzip\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+
+    base = await serve(answer)
+    async with http_client(4) as http:
+        request = httpx.Request("POST", f"{base}/v2/users/me/meetings", json={})
+        response = await http.transport.send(request)
+    assert response.status_code == 201 and response.json() == {"id": 8}
+
+
+async def test_the_transport_keeps_the_read_timeout_the_request_carries(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(5)
+
+    base = await serve(silent)
+    timeout = {"timeout": httpx.Timeout(0.3).as_dict()}
+    async with http_client(4) as http:
+        request = httpx.Request("POST", f"{base}/v2/users/me/meetings", json={}, extensions=timeout)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(httpx.ReadTimeout):
+            await http.transport.send(request)
+    assert loop.time() - started < 2

@@ -151,7 +151,7 @@ async def run(
             batches=StatementBatcher(pool),
         )
         meetings = ZoomMeetings(
-            http,
+            http.transport,
             api_base_url=settings.zoom_api_base_url,
             tokens=tokens,
             retry_budget_seconds=settings.zoom_retry_budget_seconds,

@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpx
 from structlog.stdlib import get_logger
@@ -56,6 +56,7 @@ Endpoint = Literal[
 RetryCause = Literal["unavailable", "rate_limited", "token_refresh"]
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0, pool=5.0)
+_HEADERS = {"Accept": "application/json", "User-Agent": "talivo-zoom-worker"}
 LIST_PAGE_SIZE = 300
 
 
@@ -79,12 +80,24 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class Sender(Protocol):
+    """Sends one request as it is built and returns the answer, read whole.
+
+    May block on a free connection (``httpx.PoolTimeout`` past the request's pool timeout) and
+    on Zoom; raises httpx's transport errors, never for an HTTP status. ``httpx.AsyncClient``
+    is one (with its own layers: hooks, auth, redirects); the worker's ``AiohttpTransport`` is
+    another, without them (a third of a call's CPU, ``worker/runtime/http.py``).
+    """
+
+    async def send(self, request: httpx.Request) -> httpx.Response: ...
+
+
 class ZoomMeetings:
-    """Implements ``worker.pipeline.ports.Meetings`` over one shared ``httpx.AsyncClient``."""
+    """Implements ``worker.pipeline.ports.Meetings`` over one shared ``Sender``."""
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: Sender,
         *,
         api_base_url: str,
         tokens: AccessTokens,
@@ -108,7 +121,7 @@ class ZoomMeetings:
         self._limiter: RateLimiter = limiter or AccountRateLimiter()
         self.breaker = breaker or CircuitBreaker("zoom_api")
         self._daily: DailyLimiter = daily_limits or DailyLimits()
-        self._timeout = timeout
+        self._extensions = {"timeout": timeout.as_dict()}
         self._now = now
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -258,15 +271,15 @@ class ZoomMeetings:
         status = "error"
         started = time.monotonic()
         try:
-            response = await self._http.request(
+            request = httpx.Request(
                 op.method,
                 self._base + path,
                 json=json,
                 params=params,
-                headers={"Authorization": f"Bearer {grant.access_token}"},
-                timeout=self._timeout,
-                follow_redirects=False,
+                headers={"Authorization": f"Bearer {grant.access_token}", **_HEADERS},
+                extensions=self._extensions,
             )
+            response = await self._http.send(request)  # redirects are not followed
             status = str(response.status_code)
             failed = response.status_code >= 500
         except httpx.PoolTimeout as exc:  # our own pool is exhausted: nothing about Zoom
