@@ -7,6 +7,7 @@ time (the shape of a lease take), ``--statements`` in all:
 
     alone      a pooled connection per statement, ``conn.execute`` (the worker before)
     batched    ``StatementBatcher.run``: concurrent callers' statements in one round trip
+    together   the same, as one ``Together`` statement over arrays (``unnest``) per batch
 
 Prints, per way, this process's CPU (user + sys, ``getrusage``) per statement, the wall
 statements/s and, batched, the mean statements per round trip. Every row is checked.
@@ -25,10 +26,16 @@ from devservices import create_database, postgres_service
 from psycopg_pool import AsyncConnectionPool
 
 import worker  # noqa: F401  (the pool mend, as the worker has it)
-from worker.statement_batches import StatementBatcher
+from worker.statement_batches import StatementBatcher, Together
 
 POOL, ROWS = 16, 500
 UPSERT = "INSERT INTO t (k, n) VALUES (%s, %s) ON CONFLICT (k) DO UPDATE SET n = t.n + 1"
+UPSERT_TOGETHER = Together(
+    "WITH c AS (SELECT * FROM unnest(%s::text[], %s::int[]) WITH ORDINALITY AS c(k, n, i)),"
+    " up AS (INSERT INTO t (k, n) SELECT k, n FROM c ORDER BY k"
+    " ON CONFLICT (k) DO UPDATE SET n = t.n + 1 RETURNING k)"
+    " SELECT c.i FROM c JOIN up USING (k)"
+)
 
 
 def _cpu() -> float:
@@ -53,7 +60,15 @@ async def _measure(dsn: str, way: str, statements: int, callers: int) -> None:
         async def batched(key: str) -> None:
             await batches.run((UPSERT,), key, (key, 1))
 
-        one: Callable[[str], Awaitable[None]] = alone if way == "alone" else batched
+        async def together(key: str) -> None:
+            (ran,) = await batches.run((UPSERT_TOGETHER,), key, (key, 1))
+            assert ran.rowcount == 1, ran
+
+        one: Callable[[str], Awaitable[None]] = {
+            "alone": alone,
+            "batched": batched,
+            "together": together,
+        }[way]
         todo = iter(range(statements))
 
         async def caller() -> None:
@@ -80,7 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     with postgres_service() as service:
         dsn = create_database(service.url, "bench_statements")
-        for way in ("alone", "batched", "alone", "batched"):
+        for way in ("alone", "batched", "together") * 2:
             uvloop.run(_measure(dsn, way, args.statements, args.callers))
 
 

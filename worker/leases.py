@@ -29,7 +29,7 @@ from psycopg import AsyncConnection, OperationalError
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from structlog.stdlib import get_logger
 
-from worker.statement_batches import StatementBatcher
+from worker.statement_batches import Statement, StatementBatcher, Together
 
 log = get_logger("worker.leases")
 
@@ -52,12 +52,17 @@ class LeaseSettings:
     give_up_seconds: float = 600.0
 
 
-TAKE: Final = (
-    "INSERT INTO leases (key, owner, until)"
-    " VALUES (%(key)s, %(owner)s, now() + make_interval(secs => %(seconds)s))"
+# For each caller (key, owner, seconds): its number when the lease is now its owner's. Rows are
+# written in key order, as every batch locks lease rows (two batches never deadlock over them).
+TAKE: Final = Together(
+    "WITH c AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[])"
+    " WITH ORDINALITY AS c(key, owner, seconds, n)),"
+    " taken AS (INSERT INTO leases (key, owner, until)"
+    " SELECT key, owner, now() + make_interval(secs => seconds) FROM c ORDER BY key"
     " ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, until = EXCLUDED.until"
     " WHERE leases.until < now() OR leases.owner = EXCLUDED.owner"
-    " RETURNING 1"
+    " RETURNING key, owner)"
+    " SELECT c.n FROM c JOIN taken USING (key, owner)"
 )
 # The check a write makes in its own statement, renewing the lease as it goes: a CTE named
 # ``fence`` with one row while the lease is the writer's (params: seconds, key, owner).
@@ -67,6 +72,11 @@ FENCE: Final = (
 )
 _RENEW: Final = "UPDATE leases SET until = now() + make_interval(secs => %s) WHERE owner = %s"
 _RELEASE: Final = "DELETE FROM leases WHERE key = %s AND owner = %s"
+# ``_RELEASE`` for each caller (key, owner), in the callers' order: by key (see ``TAKE``).
+_RELEASE_EACH: Final = Together(
+    "DELETE FROM leases l USING unnest(%s::text[], %s::text[]) WITH ORDINALITY AS c(key, owner, n)"
+    " WHERE l.key = c.key AND l.owner = c.owner RETURNING c.n"
+)
 _SETTLE_SECONDS: Final = 10.0
 
 
@@ -107,7 +117,12 @@ class Leases:
         self._background: set[asyncio.Task[None]] = set()
 
     async def take(
-        self, key: str, owner: str, *, then: str | None = None, params: tuple[object, ...] = ()
+        self,
+        key: str,
+        owner: str,
+        *,
+        then: Statement | None = None,
+        params: tuple[object, ...] = (),
     ) -> list[tuple[Any, ...]]:
         """Take ``key`` for ``owner``, waiting while another holds it; with ``then``, run that
         query right after in the same round trip (one batch, ``worker/statement_batches.py``;
@@ -157,12 +172,12 @@ class Leases:
         return rows
 
     async def _take(
-        self, key: str, owner: str, then: str | None, params: tuple[object, ...]
+        self, key: str, owner: str, then: Statement | None, params: tuple[object, ...]
     ) -> list[tuple[Any, ...]]:
         wait = self.settings.first_wait_seconds
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.give_up_seconds
-        taking = {"key": key, "owner": owner, "seconds": self.settings.seconds}
+        taking = (key, owner, self.settings.seconds)
         kind = (TAKE,) if then is None else (TAKE, then)
         while True:
             try:
@@ -277,7 +292,7 @@ class Leases:
             # locked an owner's rows in whatever order they lay on disk).
             keys = self._taken.pop(owner, [])
             done = await asyncio.gather(
-                *(self.batches.run((_RELEASE,), key, (key, owner)) for key in keys),
+                *(self.batches.run((_RELEASE_EACH,), key, (key, owner)) for key in keys),
                 return_exceptions=True,
             )
             for outcome in done:

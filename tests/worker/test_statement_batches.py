@@ -161,7 +161,23 @@ async def test_batched_token_reads_read_what_the_token_store_reads(
     assert found[5] is None
 
 
-async def test_a_deadlock_victim_runs_again(pool: Pool) -> None:
+async def waiting_for_locks(database_url: str, count: int) -> None:
+    """Until ``count`` sessions of this database wait for a row lock (10 s at most)."""
+    async with (
+        await AsyncConnection.connect(database_url, autocommit=True) as conn,
+        asyncio.timeout(10),
+    ):
+        while True:
+            cursor = await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            if (await cursor.fetchone() or (0,))[0] >= count:
+                return
+            await asyncio.sleep(0.02)
+
+
+async def test_a_deadlock_victim_runs_again(pool: Pool, database_url: str) -> None:
     """A batch holds its rows' locks until it commits, so it can deadlock with a statement that
     locks several rows in another order (as ``DELETE FROM leases WHERE owner = ...`` does, in
     the order its rows lie on disk), even a statement in a batch of its own. Postgres fails one
@@ -187,12 +203,12 @@ async def test_a_deadlock_victim_runs_again(pool: Pool) -> None:
             asyncio.ensure_future(takers.run((take,), key, (key, "new")))
             for key in ("a", "ab", "b")
         ]
-        await asyncio.sleep(0.2)
+        await waiting_for_locks(database_url, 1)
         # Alone in its batch: deletes b, then waits for a.
         release = asyncio.ensure_future(
             releases.run((f"DELETE FROM {name} WHERE owner = %s",), "a", ("old",))
         )
-        await asyncio.sleep(0.2)
+        await waiting_for_locks(database_url, 2)
         await blocker.rollback()  # the batch goes on to b: a deadlock, the release its victim
     (released,) = await release
     taken = await asyncio.gather(*taking)  # none fails, whichever Postgres chose as the victim

@@ -37,6 +37,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from worker.leases import FENCE, LeaseLost, Leases, LeaseSettings, autocommit, event_key, host_key
 from worker.pipeline.pending import Answer, PendingRetry, ScheduledRetry
+from worker.statement_batches import Together
 
 LinkState = Literal["none", "creating", "linked", "cancelled", "deleted"]
 
@@ -143,11 +144,11 @@ _PENDING = tuple(PendingRetry.__dataclass_fields__)
 _UNIQUE_MEETING = "event_links_zoom_meeting_id"  # migrations/sql/0005_one_event_per_meeting.sql
 
 # The first read (the link and any pending retry), made right after the lease is taken.
-_LOAD = (
-    f"SELECT {', '.join('l.' + c for c in _COLUMNS)}, {', '.join('r.' + c for c in _PENDING)} "
-    "FROM (SELECT %s::text AS event_id) AS wanted "
-    "LEFT JOIN event_links l ON l.event_id = wanted.event_id "
-    "LEFT JOIN retry_schedule r ON r.event_id = wanted.event_id"
+_LOAD = Together(  # for each caller (event_id): its link and pending retry, or NULLs
+    f"SELECT c.n, {', '.join('l.' + c for c in _COLUMNS)}, {', '.join('r.' + c for c in _PENDING)} "
+    "FROM unnest(%s::text[]) WITH ORDINALITY AS c(event_id, n) "
+    "LEFT JOIN event_links l ON l.event_id = c.event_id "
+    "LEFT JOIN retry_schedule r ON r.event_id = c.event_id"
 )
 _SELECT_PENDING = f"SELECT {', '.join(_PENDING)} FROM retry_schedule WHERE event_id = %s"
 _SOURCE = (

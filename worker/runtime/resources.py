@@ -21,9 +21,9 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from token_store import TokenStore, ZoomOAuth
 from token_store.store import RowReader
-from token_store.table import READ, SealedRow
+from token_store.table import READ_EACH, SealedRow
 from worker.runtime.config import ServiceSettings
-from worker.statement_batches import StatementBatcher
+from worker.statement_batches import StatementBatcher, Together
 
 Pool = AsyncConnectionPool[AsyncConnection]
 
@@ -208,9 +208,12 @@ def token_store(
     )
 
 
+_READ_EACH = Together(READ_EACH)
+
+
 def batched_token_reads(batches: StatementBatcher) -> RowReader:
     async def read_row(user_id: str) -> SealedRow | None:
-        (ran,) = await batches.run((READ,), user_id, (user_id,))
+        (ran,) = await batches.run((_READ_EACH,), user_id, (user_id,))
         return SealedRow(*ran.rows[0]) if ran.rows else None
 
     return read_row
