@@ -11,24 +11,27 @@ more SQL texts, in order) with ``params`` (one tuple or mapping per statement) a
 each statement's rows and rowcount. May block on the pool and behind the batch of the same
 kind in flight: at most one batch of a kind is in flight, so a statement waits for no one when
 none is (no added latency at low load), and those that come meanwhile go together in the next
-(a round trip per SQL text of the kind). A batch is one transaction: durable, all of it, when
-``run`` returns; its row locks are held until then, so a batch runs its statements sorted by
-``order`` (the row they lock first, say a lease's key), and two batches lock rows in the same
-order. Raises what the statement alone would raise: a batch that fails (one unique violation,
-or a parameter psycopg cannot send, aborts it all: rolled back) runs again one caller at a
-time, each on its own connection, and a deadlock victim (even a batch of one: it may hold
-several rows) again, up to ``DEADLOCK_RETRIES`` times; only a ``PoolTimeout`` fails the whole
-batch at once, and the statements queued behind it (each waits for a connection one pool
-timeout at most, as alone). A caller cancelled before its batch went is left out of it; one
-cancelled after is cancelled once the batch is through (its statement may have taken effect,
-and whatever the caller does about that comes after it).
+(a round trip per SQL text of the kind). A batch is one transaction (but see ``Together``
+below): durable, all of it, when ``run`` returns; its row locks are held until then, so a batch
+runs its statements sorted by ``order`` (the row they lock first, say a lease's key), and two
+batches lock rows in the same order. Raises what the statement alone would raise: a batch that
+fails (one unique violation, or a parameter psycopg cannot send, aborts it all: rolled back)
+runs again one caller at a time, each on its own connection, and a deadlock victim (even a
+batch of one: it may hold several rows) again, up to ``DEADLOCK_RETRIES`` times; only a
+``PoolTimeout`` fails the whole batch at once, and the statements queued behind it (each waits
+for a connection one pool timeout at most, as alone). A caller cancelled before its batch went
+is left out of it; one cancelled after is cancelled once the batch is through (its statement
+may have taken effect, and whatever the caller does about that comes after it).
 
 A statement per caller costs a send to the socket and psycopg's work for each; a ``Together``
 statement is sent once for the whole batch, its callers' parameters as arrays (``unnest``),
-for the simple kinds (take a lease, read a link or a token row, give a lease back): 150 µs of
-CPU alone, about 40 µs per statement with ``executemany``, about 10 µs per caller together
-(``python -m bench.statements``). A kind that is one ``Together`` statement needs no
-transaction: one statement is atomic by itself.
+for the simple kinds (take a lease, read a link or a token row, give a lease back). Client CPU
+per statement (``python -m bench.statements``): 110-140 µs alone; with ``executemany`` 32-42
+µs in batches of 64 but 130-210 in batches of 12; together 15-18 and 46-49. A kind made of
+``Together`` statements only runs them one after the other, outside any transaction (each is
+atomic by itself, and a round trip each costs less than a transaction's): should a later one
+fail, the earlier ones stay applied and run again in the reruns, so each must be safe to run
+twice (a lease take by its own owner is).
 """
 
 from __future__ import annotations
@@ -197,9 +200,12 @@ class StatementBatcher:
                 await conn.set_autocommit(True)
             cursors = [conn.cursor() for _ in kind]
             try:
-                if len(kind) == 1 and isinstance(kind[0], Together):  # atomic by itself
-                    await _send_one(cursors[0], kind[0], params, 0)
-                    per_statement = [await _outcomes(cursors[0], kind[0], len(params))]
+                if all(isinstance(statement, Together) for statement in kind):
+                    # Each atomic by itself, one after the other (see the module).
+                    per_statement = []
+                    for n, (cursor, statement) in enumerate(zip(cursors, kind, strict=True)):
+                        await _send_one(cursor, statement, params, n)
+                        per_statement.append(await _outcomes(cursor, statement, len(params)))
                 else:
                     # A transaction of its own, not just the pipeline's implicit one: a failure
                     # in Python (a parameter psycopg cannot send, a row it cannot read) rolls

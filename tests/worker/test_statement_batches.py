@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 import migrations
 from token_store import table as tokens_table
 from worker.runtime.resources import batched_token_reads
-from worker.statement_batches import StatementBatcher
+from worker.statement_batches import StatementBatcher, Together
 
 Pool = AsyncConnectionPool[AsyncConnection]
 
@@ -61,6 +61,51 @@ async def test_concurrent_callers_share_round_trips_and_get_their_own_rows(
     assert await rows(pool, table) == {f"k{n:03}": f"v{n}" for n in range(200)}
     # 200 callers at once: in batches of at most 64, not one round trip each.
     assert batches.sent == 4
+
+
+def upsert_together(table: str) -> Together:
+    return Together(
+        "WITH c AS (SELECT * FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS c(k, v, n)),"
+        f" up AS (INSERT INTO {table} (k, v) SELECT k, v FROM c ORDER BY k"
+        " ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v RETURNING k, v)"
+        " SELECT c.n, up.v FROM c JOIN up USING (k, v)"
+    )
+
+
+async def test_a_together_statement_is_sent_once_and_each_caller_gets_its_own_rows(
+    pool: Pool, table: str
+) -> None:
+    batches = StatementBatcher(pool)
+    kind = (upsert_together(table), Together(
+        f"SELECT c.n, t.k FROM unnest(%s::text[]) WITH ORDINALITY AS c(v, n) JOIN {table} t"
+        " USING (v)"
+    ))  # fmt: skip
+    outcomes = await asyncio.gather(
+        *(batches.run(kind, f"k{n:03}", (f"k{n:03}", f"v{n}"), (f"v{n}",)) for n in range(100)),
+        batches.run(kind, "zzz", ("zzz", "w"), ("nothing has this v",)),
+    )
+    assert [o[0].rows for o in outcomes[:100]] == [[(f"v{n}",)] for n in range(100)]
+    assert [o[1].rows for o in outcomes[:100]] == [[(f"k{n:03}",)] for n in range(100)]
+    assert outcomes[100][1].rows == [] and outcomes[100][1].rowcount == 0
+    assert await rows(pool, table) == {f"k{n:03}": f"v{n}" for n in range(100)} | {"zzz": "w"}
+    assert batches.sent == 2  # 101 callers: two batches, not a statement each
+
+
+async def test_callers_a_together_statement_cannot_take_at_once_run_alone(
+    pool: Pool, table: str
+) -> None:
+    """Two upserts of one row in one statement is an error in Postgres; the batch is rolled
+    back and each caller runs alone, in its turn."""
+    batches = StatementBatcher(pool)
+    kind = (upsert_together(table),)
+    outcomes = await asyncio.gather(
+        batches.run(kind, "a", ("a", "first")),
+        batches.run(kind, "a", ("a", "second")),
+        batches.run(kind, "b", ("b", "other")),
+    )
+    assert [o[0].rowcount for o in outcomes] == [1, 1, 1]
+    assert (await rows(pool, table))["b"] == "other"
+    assert batches.sent == 4  # the batch, then each caller alone
 
 
 async def test_a_statement_that_fails_fails_only_its_caller(pool: Pool, table: str) -> None:
