@@ -37,7 +37,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from worker.leases import FENCE, LeaseLost, Leases, LeaseSettings, autocommit, event_key, host_key
 from worker.pipeline.pending import Answer, PendingRetry, ScheduledRetry
-from worker.statement_batches import Together
+from worker.statement_batches import Statement, Together
 
 LinkState = Literal["none", "creating", "linked", "cancelled", "deleted"]
 
@@ -192,12 +192,14 @@ def _typed(columns: tuple[str, ...], types: dict[str, str]) -> str:
     return ", ".join(f"%s::{types.get(c, 'text')}" for c in columns)
 
 
-_UPSERT_LINK = (
-    f"INSERT INTO event_links ({', '.join(_COLUMNS)}, updated_at) "
-    f"SELECT {_typed(_COLUMNS, _LINK_TYPES)}, now() FROM fence "
+_REPLACE_LINK = (
     "ON CONFLICT (event_id) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS if c != "event_id")
     + ", updated_at = now()"
+)
+_UPSERT_LINK = (
+    f"INSERT INTO event_links ({', '.join(_COLUMNS)}, updated_at) "
+    f"SELECT {_typed(_COLUMNS, _LINK_TYPES)}, now() FROM fence {_REPLACE_LINK}"
 )
 _SCHEDULE = (
     f"scheduled AS (INSERT INTO retry_schedule ({', '.join(_PENDING + _SOURCE)}) "
@@ -206,10 +208,38 @@ _SCHEDULE = (
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in _PENDING + _SOURCE if c != "event_id")
     + ", claimed_by = NULL, claimed_until = NULL, updated_at = now())"
 )
-_UNSCHEDULE = (
-    "unscheduled AS (DELETE FROM retry_schedule WHERE event_id = %s"
-    " AND EXISTS (SELECT 1 FROM fence))"
-)
+
+
+def _stored_together(*, unschedule: bool) -> Together:
+    """The fenced link upsert (and, with ``unschedule``, the pending retry's deletion) for every
+    caller of a batch, each caller's parameters (seconds, key, owner, *the link's columns) a row
+    of ``c``: each lease is renewed and checked, and only links whose lease held are stored."""
+    arrays = ", ".join(
+        f"%s::{t}[]"
+        for t in ("float8", "text", "text", *(_LINK_TYPES.get(c, "text") for c in _COLUMNS))
+    )
+    names = ", ".join(("seconds", "key", "owner", *_COLUMNS))
+    unscheduled = (
+        " unscheduled AS (DELETE FROM retry_schedule r USING c JOIN fence USING (n)"
+        " WHERE r.event_id = c.event_id),"
+        if unschedule
+        else ""
+    )
+    return Together(
+        f"WITH c AS (SELECT * FROM unnest({arrays}) WITH ORDINALITY AS c({names}, n)),"
+        " fence AS (UPDATE leases SET until = now() + make_interval(secs => c.seconds) FROM c"
+        " WHERE leases.key = c.key AND leases.owner = c.owner AND leases.until > now()"
+        f" RETURNING c.n),{unscheduled}"
+        f" stored AS (INSERT INTO event_links ({', '.join(_COLUMNS)}, updated_at)"
+        f" SELECT {', '.join('c.' + col for col in _COLUMNS)}, now()"
+        " FROM c JOIN fence USING (n) ORDER BY c.event_id"
+        f" {_REPLACE_LINK} RETURNING event_id)"
+        " SELECT c.n FROM c JOIN stored USING (event_id)"
+    )
+
+
+_SAVE = _stored_together(unschedule=False)
+_CONCLUDE = _stored_together(unschedule=True)  # and no retry pending any more
 
 
 def schedule_params(retry: ScheduledRetry) -> tuple[object, ...]:
@@ -301,7 +331,7 @@ class _PostgresSession:
             return await cur.fetchone()
 
     async def save(self, link: Link) -> None:
-        await self._store(f"WITH {FENCE} {_UPSERT_LINK}", _link_params(link), link)
+        await self._store(_SAVE, _link_params(link), link)
 
     async def conclude(self, link: Link, retry: ScheduledRetry | Keep | None) -> None:
         self._pending_fresh = False
@@ -309,13 +339,13 @@ class _PostgresSession:
             await self.save(link)
             return
         if retry is None:
-            sql = f"WITH {FENCE}, {_UNSCHEDULE} {_UPSERT_LINK}"
-            params: tuple[object, ...] = (self._event_id, *_link_params(link))
-        else:
-            assert retry.pending.event_id == self._event_id
-            sql = f"WITH {FENCE}, {_SCHEDULE} {_UPSERT_LINK}"
-            params = (*schedule_params(retry), *_link_params(link))
-        await self._store(sql, params, link)
+            await self._store(_CONCLUDE, _link_params(link), link)
+            return
+        # A retry's headers are arrays of arrays of their own lengths, which no array of rows
+        # (``unnest``) holds: a statement of its own per caller.
+        assert retry.pending.event_id == self._event_id
+        sql = f"WITH {FENCE}, {_SCHEDULE} {_UPSERT_LINK}"
+        await self._store(sql, (*schedule_params(retry), *_link_params(link)), link)
 
     async def unschedule(self, pending: PendingRetry) -> None:
         self._pending_fresh = False
@@ -326,7 +356,7 @@ class _PostgresSession:
                 (pending.event_id, pending.message_id, pending.attempt),
             )
 
-    async def _store(self, sql: str, params: tuple[object, ...], link: Link) -> None:
+    async def _store(self, sql: Statement, params: tuple[object, ...], link: Link) -> None:
         assert link.event_id == self._event_id
         self._fresh = False
         key = event_key(self._event_id)
