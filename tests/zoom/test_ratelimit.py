@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from itertools import pairwise
 
 import httpx
 from devservices.zoom_emulator import EmulatedUser, ZoomEmulator
@@ -14,7 +15,7 @@ from tests.zoom.test_client import SPEC
 from worker.runtime.shared_limits import SharedRateLimiter
 from worker.zoom import AccountRateLimiter, BucketConfig, ZoomMeetings
 from worker.zoom.errors import ZoomRateLimited
-from worker.zoom.ratelimit import PRO, RateLimiter
+from worker.zoom.ratelimit import PRO, Category, RateLimiter
 
 
 class FakeClock:
@@ -142,7 +143,10 @@ async def test_replicas_sharing_the_schedule_use_the_ceiling_without_a_429(
     The control beside it: the same three with a process-local limiter each get 429s."""
     ceiling = 10
     zoom.set_qps("pro", "Light", ceiling)
-    limits = {"Light": BucketConfig.under(ceiling), "Medium": BucketConfig.under(ceiling)}
+    limits: dict[Category, BucketConfig] = {
+        "Light": BucketConfig.under(ceiling),
+        "Medium": BucketConfig.under(ceiling),
+    }
     pools = [
         AsyncConnectionPool(database_url, min_size=1, max_size=2, open=False) for _ in range(3)
     ]
@@ -191,7 +195,10 @@ async def test_replicas_sharing_the_schedule_use_the_ceiling_without_a_429(
 
 
 async def test_a_429_pauses_every_replica_of_that_account_only(database_url: str) -> None:
-    limits = {"Light": BucketConfig(rate=100, burst=1), "Medium": BucketConfig(100, 1)}
+    limits: dict[Category, BucketConfig] = {
+        "Light": BucketConfig(rate=100, burst=1),
+        "Medium": BucketConfig(100, 1),
+    }
     async with AsyncConnectionPool(database_url, min_size=1, max_size=2, open=False) as pool:
         await pool.wait()
         one, other = SharedRateLimiter(pool, limits), SharedRateLimiter(pool, limits)
@@ -200,3 +207,64 @@ async def test_a_429_pauses_every_replica_of_that_account_only(database_url: str
         waited = await other.acquire("acct-p", "Light")
         assert 0.4 <= waited <= 0.6, "the other replica waits as Zoom asked"
         assert await other.acquire("acct-q", "Light") == 0, "another account does not"
+
+
+async def test_one_batch_on_one_account_spaces_its_calls_one_interval_apart(
+    database_url: str,
+) -> None:
+    """Forty calls on one account in one batch, one statement moving the row once: after the
+    burst each waits exactly one interval more than the one before it, in arrival order."""
+    interval, burst, calls = 0.01, 3, 40
+    limits: dict[Category, BucketConfig] = {
+        "Light": BucketConfig(rate=1 / interval, burst=burst),
+        "Medium": BucketConfig(1, 1),
+    }
+    async with AsyncConnectionPool(database_url, min_size=1, max_size=2, open=False) as pool:
+        await pool.wait()
+        limiter = SharedRateLimiter(pool, limits)
+        await limiter.acquire("acct-burst", "Light")  # the row, then idle past its tolerance
+        await asyncio.sleep(0.2)
+        sent = limiter._batches.sent
+        waits = await asyncio.gather(
+            *(limiter.acquire("acct-burst", "Light") for _ in range(calls))
+        )
+        assert limiter._batches.sent == sent + 1, "one batch, not each call alone"
+    assert all(w < 0.001 for w in waits[:burst]), waits  # the burst a quiet spell allows
+    assert abs(waits[burst] - interval) < 0.003, waits
+    steps = [later - earlier for earlier, later in pairwise(waits[burst:])]
+    assert all(abs(step - interval) < 0.001 for step in steps), steps
+    assert abs(waits[-1] - (calls - burst) * interval) < 0.003, waits
+
+
+async def test_one_batch_of_two_accounts_and_two_categories_gives_each_row_its_schedule(
+    database_url: str,
+) -> None:
+    """Calls on two accounts in two categories, interleaved in one batch: each (account,
+    category) gets the schedule its calls alone would have had, from that row's state (a new
+    row, an idle one's burst, one pushed out by a 429), at its category's interval."""
+    light, medium = BucketConfig(rate=100, burst=3), BucketConfig(rate=50, burst=1)
+    async with AsyncConnectionPool(database_url, min_size=1, max_size=2, open=False) as pool:
+        await pool.wait()
+        limiter = SharedRateLimiter(pool, {"Light": light, "Medium": medium})
+        await limiter.acquire("acct-x", "Light")
+        await asyncio.sleep(0.2)  # idle: a burst of three
+        await limiter.penalize("acct-y", "Medium", 0.3)
+        sent = limiter._batches.sent
+        categories: tuple[Category, ...] = ("Light", "Medium")
+        rows = [(account, category) for account in ("acct-x", "acct-y") for category in categories]
+        calls = [row for _ in range(5) for row in reversed(rows)]
+        waits = await asyncio.gather(*(limiter.acquire(a, c) for a, c in calls))
+        assert limiter._batches.sent == sent + 1, "one batch, not each call alone"
+    got = {row: [w for call, w in zip(calls, waits, strict=True) if call == row] for row in rows}
+    expected: dict[tuple[str, Category], list[float]] = {
+        ("acct-x", "Light"): [0.0, 0.0, 0.0, 0.01, 0.02],  # idle row: the burst, then paced
+        ("acct-x", "Medium"): [0.0, 0.02, 0.04, 0.06, 0.08],  # new rows: from now
+        ("acct-y", "Light"): [0.0, 0.01, 0.02, 0.03, 0.04],
+        ("acct-y", "Medium"): [0.3, 0.32, 0.34, 0.36, 0.38],  # after the 429's pause
+    }
+    late = 0.3 - got["acct-y", "Medium"][0]  # the time since the penalty
+    assert 0 <= late < 0.1, got
+    for row, want in expected.items():
+        shift = late if row == ("acct-y", "Medium") else 0.0
+        off = [w + shift - e for w, e in zip(got[row], want, strict=True)]
+        assert all(abs(d) < 0.003 for d in off), (row, got[row])
