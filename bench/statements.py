@@ -31,7 +31,7 @@ from worker.statement_batches import StatementBatcher, Together
 POOL, ROWS = 16, 500
 UPSERT = "INSERT INTO t (k, n) VALUES (%s, %s) ON CONFLICT (k) DO UPDATE SET n = t.n + 1"
 UPSERT_TOGETHER = Together(
-    "WITH c AS (SELECT * FROM unnest(%s::text[], %s::int[]) WITH ORDINALITY AS c(k, n, i)),"
+    "WITH c AS (SELECT * FROM unnest(%b::text[], %b::int[]) WITH ORDINALITY AS c(k, n, i)),"
     " up AS (INSERT INTO t (k, n) SELECT k, n FROM c ORDER BY k"
     " ON CONFLICT (k) DO UPDATE SET n = t.n + 1 RETURNING k)"
     " SELECT c.i FROM c JOIN up USING (k)"

@@ -43,7 +43,7 @@ class SealedTokens:
 READ: Final = f"SELECT {_COLUMNS} FROM zoom_tokens WHERE user_id = %s"
 # ``READ`` for many users at once: each row numbered by its user's place in the array (from 1).
 READ_EACH: Final = (
-    f"SELECT u.n, {_COLUMNS} FROM unnest(%s::text[]) WITH ORDINALITY AS u(user_id, n)"
+    f"SELECT u.n, {_COLUMNS} FROM unnest(%b::text[]) WITH ORDINALITY AS u(user_id, n)"
     " JOIN zoom_tokens USING (user_id)"
 )
 

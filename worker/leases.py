@@ -55,7 +55,7 @@ class LeaseSettings:
 # For each caller (key, owner, seconds): its number when the lease is now its owner's. Rows are
 # written in key order, as every batch locks lease rows (two batches never deadlock over them).
 TAKE: Final = Together(
-    "WITH c AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[])"
+    "WITH c AS (SELECT * FROM unnest(%b::text[], %b::text[], %b::float8[])"
     " WITH ORDINALITY AS c(key, owner, seconds, n)),"
     " taken AS (INSERT INTO leases (key, owner, until)"
     " SELECT key, owner, now() + make_interval(secs => seconds) FROM c ORDER BY key"
@@ -74,7 +74,7 @@ _RENEW: Final = "UPDATE leases SET until = now() + make_interval(secs => %s) WHE
 _RELEASE: Final = "DELETE FROM leases WHERE key = %s AND owner = %s"
 # ``_RELEASE`` for each caller (key, owner), in the callers' order: by key (see ``TAKE``).
 _RELEASE_EACH: Final = Together(
-    "DELETE FROM leases l USING unnest(%s::text[], %s::text[]) WITH ORDINALITY AS c(key, owner, n)"
+    "DELETE FROM leases l USING unnest(%b::text[], %b::text[]) WITH ORDINALITY AS c(key, owner, n)"
     " WHERE l.key = c.key AND l.owner = c.owner RETURNING c.n"
 )
 _SETTLE_SECONDS: Final = 10.0

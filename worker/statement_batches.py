@@ -52,11 +52,12 @@ Params: TypeAlias = Sequence[Any] | Mapping[str, Any]
 class Together:
     """A statement run once for a whole batch, over its callers' parameters as arrays.
 
-    ``sql`` takes one array per parameter, in the order of a caller's parameter sequence, and
-    reads them with ``unnest(...) WITH ORDINALITY``: that ordinal, the caller's number from 1,
-    is the first column of every row it returns for that caller. A caller's rows are those
-    rows without it, its rowcount their count (so a write returns a row for each row it
-    changed). Two callers in one batch may change the same row only where ``sql`` allows it
+    ``sql`` takes one array per parameter, in the order of a caller's parameter sequence, as
+    binary placeholders (``%b::text[]``: psycopg dumps a list five times faster in binary than
+    as text), and reads them with ``unnest(...) WITH ORDINALITY``: that ordinal, the caller's
+    number from 1, is the first column of every row it returns for that caller. A caller's rows
+    are those rows without it, its rowcount their count (so a write returns a row for each row
+    it changed). Two callers in one batch may change the same row only where ``sql`` allows it
     (an upsert does not: the batch fails, and each caller runs alone).
     """
 

@@ -65,7 +65,7 @@ async def test_concurrent_callers_share_round_trips_and_get_their_own_rows(
 
 def upsert_together(table: str) -> Together:
     return Together(
-        "WITH c AS (SELECT * FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS c(k, v, n)),"
+        "WITH c AS (SELECT * FROM unnest(%b::text[], %b::text[]) WITH ORDINALITY AS c(k, v, n)),"
         f" up AS (INSERT INTO {table} (k, v) SELECT k, v FROM c ORDER BY k"
         " ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v RETURNING k, v)"
         " SELECT c.n, up.v FROM c JOIN up USING (k, v)"
@@ -77,7 +77,7 @@ async def test_a_together_statement_is_sent_once_and_each_caller_gets_its_own_ro
 ) -> None:
     batches = StatementBatcher(pool)
     kind = (upsert_together(table), Together(
-        f"SELECT c.n, t.k FROM unnest(%s::text[]) WITH ORDINALITY AS c(v, n) JOIN {table} t"
+        f"SELECT c.n, t.k FROM unnest(%b::text[]) WITH ORDINALITY AS c(v, n) JOIN {table} t"
         " USING (v)"
     ))  # fmt: skip
     outcomes = await asyncio.gather(

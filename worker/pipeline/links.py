@@ -146,7 +146,7 @@ _UNIQUE_MEETING = "event_links_zoom_meeting_id"  # migrations/sql/0005_one_event
 # The first read (the link and any pending retry), made right after the lease is taken.
 _LOAD = Together(  # for each caller (event_id): its link and pending retry, or NULLs
     f"SELECT c.n, {', '.join('l.' + c for c in _COLUMNS)}, {', '.join('r.' + c for c in _PENDING)} "
-    "FROM unnest(%s::text[]) WITH ORDINALITY AS c(event_id, n) "
+    "FROM unnest(%b::text[]) WITH ORDINALITY AS c(event_id, n) "
     "LEFT JOIN event_links l ON l.event_id = c.event_id "
     "LEFT JOIN retry_schedule r ON r.event_id = c.event_id"
 )
@@ -215,7 +215,7 @@ def _stored_together(*, unschedule: bool) -> Together:
     caller of a batch, each caller's parameters (seconds, key, owner, *the link's columns) a row
     of ``c``: each lease is renewed and checked, and only links whose lease held are stored."""
     arrays = ", ".join(
-        f"%s::{t}[]"
+        f"%b::{t}[]"
         for t in ("float8", "text", "text", *(_LINK_TYPES.get(c, "text") for c in _COLUMNS))
     )
     names = ", ".join(("seconds", "key", "owner", *_COLUMNS))

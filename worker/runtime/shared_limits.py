@@ -43,7 +43,7 @@ from worker.zoom.ratelimit import PRO, BucketConfig, Category
 # replica's statement locks its rows in (account, category) order: two never deadlock.
 _TAKE: Final = Together("""
 WITH c AS (
-    SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[], %s::float8[])
+    SELECT * FROM unnest(%b::text[], %b::text[], %b::float8[], %b::float8[])
         WITH ORDINALITY AS c(account, category, secs, tolerance, n)
 ), ranked AS (
     SELECT *, row_number() OVER (g ORDER BY n) AS k, count(*) OVER g AS m FROM c
