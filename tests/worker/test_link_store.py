@@ -6,6 +6,7 @@ held while a guard waits; a meeting is linked to one event only.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -243,3 +244,13 @@ async def test_leases_that_ran_out_long_ago_are_swept(pool: Pool, other: AsyncCo
     assert await Leases(pool, LeaseSettings(seconds=30)).sweep() >= 1
     left = await leases_of(other, "event:ev-long-dead", "event:ev-just-out", "event:ev-held")
     assert sorted(left) == ["event:ev-held", "event:ev-just-out"]
+
+
+def test_evolve_is_replace_and_refuses_a_field_a_link_has_not() -> None:
+    link = Link("ev-1", "ana", "linked", 3, zoom_meeting_id=5, join_url="https://zoom.us/j/5")
+    evolved = link.evolve(seen_revision=4, state="cancelled")
+    assert evolved == dataclasses.replace(link, seen_revision=4, state="cancelled")
+    assert hash(evolved) == hash(dataclasses.replace(link, seen_revision=4, state="cancelled"))
+    assert link.seen_revision == 3 and link.state == "linked"  # the original is untouched
+    with pytest.raises(TypeError, match="no field meeting_id"):
+        link.evolve(meeting_id=6)

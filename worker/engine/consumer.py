@@ -45,7 +45,7 @@ from worker.engine.errors import (
     WrongAssignor,
 )
 from worker.engine.lanes import DrainResult, LaneRunner
-from worker.engine.metrics import ENGINES, IN_FLIGHT, PARTITION_LAG
+from worker.engine.metrics import ENGINES, PARTITION_LAG
 from worker.engine.offsets import OffsetTracker
 from worker.engine.records import ConsumedRecord, RecordHandler, record_from
 from worker.engine.status import EngineStatus, PartitionStatus
@@ -84,7 +84,7 @@ class Engine:
         self._consumer = consumer
         self._settings = settings
         self._group = str(getattr(consumer, "_group_id", None) or "")
-        self._runner = LaneRunner(handler, self._on_done, IN_FLIGHT.set)
+        self._runner = LaneRunner(handler, self._on_done)
         self._trackers: dict[TopicPartition, OffsetTracker] = {}
         self._assigned: set[TopicPartition] = set()
         self._revoking: set[TopicPartition] = set()
