@@ -28,10 +28,10 @@ statement is sent once for the whole batch, its callers' parameters as arrays (`
 for the simple kinds (take a lease, read a link or a token row, give a lease back). Client CPU
 per statement (``python -m bench.statements``): 110-140 µs alone; with ``executemany`` 32-42
 µs in batches of 64 but 130-210 in batches of 12; together 15-18 and 46-49. A kind made of
-``Together`` statements only runs them one after the other, outside any transaction (each is
-atomic by itself, and a round trip each costs less than a transaction's): should a later one
-fail, the earlier ones stay applied and run again in the reruns, so each must be safe to run
-twice (a lease take by its own owner is).
+``Together`` statements only sends them in one pipeline without a transaction of its own (a
+transaction costs psycopg two more round trips' work): should a later one fail, the earlier
+ones may stay applied and run again in the reruns, so each must be safe to run twice (a lease
+take by its own owner is).
 """
 
 from __future__ import annotations
@@ -201,12 +201,18 @@ class StatementBatcher:
                 await conn.set_autocommit(True)
             cursors = [conn.cursor() for _ in kind]
             try:
-                if all(isinstance(statement, Together) for statement in kind):
-                    # Each atomic by itself, one after the other (see the module).
-                    per_statement = []
-                    for n, (cursor, statement) in enumerate(zip(cursors, kind, strict=True)):
-                        await _send_one(cursor, statement, params, n)
-                        per_statement.append(await _outcomes(cursor, statement, len(params)))
+                if len(kind) == 1 and isinstance(kind[0], Together):  # atomic by itself
+                    await _send_one(cursors[0], kind[0], params, 0)
+                    per_statement = [await _outcomes(cursors[0], kind[0], len(params))]
+                elif all(isinstance(statement, Together) for statement in kind):
+                    # One round trip, no transaction of our own (see the module).
+                    async with conn.pipeline():
+                        for n, (cursor, statement) in enumerate(zip(cursors, kind, strict=True)):
+                            await _send_one(cursor, statement, params, n)
+                        per_statement = [
+                            await _outcomes(cursor, statement, len(params))
+                            for cursor, statement in zip(cursors, kind, strict=True)
+                        ]
                 else:
                     # A transaction of its own, not just the pipeline's implicit one: a failure
                     # in Python (a parameter psycopg cannot send, a row it cannot read) rolls
