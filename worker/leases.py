@@ -5,10 +5,10 @@ owner (a random id per guard) and when it runs out. ``Leases.take`` inserts it, 
 over once it has run out, and waits while another owner holds it (no connection held): behind
 this process's other takers of the key in turn, then polling the database, backing off from
 20 ms to 200 ms, while another process holds it; ``keep_alive`` renews every lease of an owner
-each third of ``seconds`` until its block ends; ``release`` deletes them. Writes made under a
-lease check it in the same statement (``FENCE``): a guard whose lease ran out (a process stalled
-longer than ``seconds``) is refused with ``LeaseLost`` rather than overwriting the next owner's
-work.
+each third of ``seconds`` until its block ends (one loop and one statement for all owners);
+``release`` deletes them. Writes made under a lease check it in the same statement
+(``FENCE``): a guard whose lease ran out (a process stalled longer than ``seconds``) is refused
+with ``LeaseLost`` rather than overwriting the next owner's work.
 
 Why not advisory locks: a session advisory lock lives on one connection, which the worker then
 held across every Zoom call of the message, one connection per message in flight; and a
@@ -70,12 +70,20 @@ FENCE: Final = (
     "fence AS (UPDATE leases SET until = now() + make_interval(secs => %s)"
     " WHERE key = %s AND owner = %s AND until > now() RETURNING 1)"
 )
-_RENEW: Final = "UPDATE leases SET until = now() + make_interval(secs => %s) WHERE owner = %s"
+# Every lease of these owners, locked in key order as every batch locks them (no deadlock).
+_RENEW: Final = (
+    "UPDATE leases SET until = now() + make_interval(secs => %s) WHERE key IN"
+    " (SELECT key FROM leases WHERE owner = ANY(%s) ORDER BY key FOR UPDATE)"
+)
 _RELEASE: Final = "DELETE FROM leases WHERE key = %s AND owner = %s"
-# ``_RELEASE`` for each caller (key, owner), in the callers' order: by key (see ``TAKE``).
+# ``_RELEASE`` for each caller (key, owner). Locked first, in key order: ``DELETE ... USING``
+# alone locks rows in the order its plan reads them (a small table's: as they lie on disk), and
+# would deadlock with a take batch.
 _RELEASE_EACH: Final = Together(
-    "DELETE FROM leases l USING unnest(%b::text[], %b::text[]) WITH ORDINALITY AS c(key, owner, n)"
-    " WHERE l.key = c.key AND l.owner = c.owner RETURNING c.n"
+    "WITH held AS (SELECT l.key, c.n FROM leases l"
+    " JOIN unnest(%b::text[], %b::text[]) WITH ORDINALITY AS c(key, owner, n) USING (key, owner)"
+    " ORDER BY l.key FOR UPDATE OF l)"
+    " DELETE FROM leases USING held WHERE leases.key = held.key RETURNING held.n"
 )
 _SETTLE_SECONDS: Final = 10.0
 
@@ -115,6 +123,8 @@ class Leases:
         self._held: dict[str, list[str]] = {}  # owner -> the keys it holds in this process's turn
         self._taken: dict[str, list[str]] = {}  # owner -> every key it took through this object
         self._background: set[asyncio.Task[None]] = set()
+        self._alive: dict[str, None] = {}  # owners whose leases are renewed, in order
+        self._renewer: asyncio.Task[None] | None = None
 
     async def take(
         self,
@@ -209,18 +219,23 @@ class Leases:
 
     @contextlib.asynccontextmanager
     async def keep_alive(self, owner: str) -> AsyncIterator[None]:
-        """Renew ``owner``'s leases every third of their lifetime for the block's duration."""
-        ended = asyncio.Event()
-        task = asyncio.create_task(self._renew(owner, ended), name="lease-renewal")
+        """Renew ``owner``'s leases every third of their lifetime for the block's duration.
+
+        One renewal loop serves every owner of this object, one statement for all of them each
+        time: a task per owner cost each message a task, a timer and a cancellation. It stops
+        when the last owner's block ends, and the next block starts it again."""
+        self._alive[owner] = None
+        if self._renewer is None:
+            self._renewer = asyncio.create_task(self._renew_alive(), name="lease-renewal")
         try:
             yield
         finally:
-            # The flag as well as the cancellation: a cancellation can be lost on the way (see
-            # ``worker/pool_cancellation.py``), and a renewal that never ends holds for ever.
-            ended.set()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            del self._alive[owner]
+            if not self._alive and self._renewer is not None:
+                renewer, self._renewer = self._renewer, None
+                renewer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewer
 
     def release(self, owner: str) -> None:
         """Delete every lease of ``owner``, then hand its keys to the next local taker: in the
@@ -301,13 +316,18 @@ class Leases:
         finally:
             self._hand_on(owner)
 
-    async def _renew(self, owner: str, ended: asyncio.Event) -> None:
-        while not ended.is_set():
+    async def _renew_alive(self) -> None:
+        # Its own check as well as the cancellation: a cancellation can be lost on the way (see
+        # ``worker/pool_cancellation.py``), and a loop that ran on beside its successor, or
+        # with no one to renew, would only cost statements.
+        me = asyncio.current_task()
+        while self._renewer is me:
             await asyncio.sleep(self.settings.seconds / 3)
-            if ended.is_set():
+            owners = list(self._alive)
+            if self._renewer is not me or not owners:
                 return
             try:
                 async with autocommit(self._pool) as conn:
-                    await conn.execute(_RENEW, (self.settings.seconds, owner))
+                    await conn.execute(_RENEW, (self.settings.seconds, owners))
             except Exception as exc:  # the next write's fence tells whether it still holds
                 log.warning("lease_not_renewed", error=type(exc).__name__)

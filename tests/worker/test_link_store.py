@@ -16,7 +16,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from worker.leases import LeaseLost, Leases, LeaseSettings
-from worker.pipeline.links import Link, MeetingTaken, PostgresLinkStore
+from worker.pipeline.links import Link, MeetingTaken, PostgresLinkStore, _PostgresSession
 from worker.runtime.resources import in_utc
 
 Pool = AsyncConnectionPool[AsyncConnection]
@@ -254,3 +254,56 @@ def test_evolve_is_replace_and_refuses_a_field_a_link_has_not() -> None:
     assert link.seen_revision == 3 and link.state == "linked"  # the original is untouched
     with pytest.raises(TypeError, match="no field meeting_id"):
         link.evolve(meeting_id=6)
+
+
+async def test_one_renewal_loop_keeps_every_guard_of_a_store_past_its_lease(
+    pool: Pool, other: AsyncConnection
+) -> None:
+    """Leases last 2 s here; guards held for 3.5 s, started apart, still hold theirs: the
+    store's one renewal loop renewed them all. When the last guard ends, the loop ends."""
+    store = PostgresLinkStore(pool, FAST)
+
+    async def hold(event_id: str, start_after: float) -> None:
+        await asyncio.sleep(start_after)
+        async with store.guard(event_id) as session:
+            await asyncio.sleep(3.5)
+            await session.save(Link(event_id, "ana", "none", 1))  # LeaseLost, had it run out
+
+    async with asyncio.timeout(15):
+        await asyncio.gather(hold("ev-renew-1", 0.0), hold("ev-renew-2", 0.5))
+    cursor = await other.execute(
+        "SELECT count(*) FROM event_links WHERE event_id IN ('ev-renew-1', 'ev-renew-2')"
+    )
+    assert await cursor.fetchone() == (2,)
+    assert store._leases._renewer is None  # nothing renews once nothing is held
+    await no_leases_left(other, "event:ev-renew-1", "event:ev-renew-2")
+
+
+async def test_a_stale_holder_saving_in_one_batch_with_the_events_next_owner_is_fenced_off(
+    pool: Pool, other: AsyncConnection
+) -> None:
+    """Two sessions of one event in one process: the first (owner "stale") stalled past its
+    lease, the second ("next") took the event over. Their writes go in one batch: the stale
+    one stores nothing and hears so, though its event's link was stored in that statement."""
+    leases = Leases(pool, FAST)
+    await other.execute(
+        "INSERT INTO leases VALUES ('event:ev-twins', 'stale', now() - interval '1 second')"
+    )
+    await leases.take("event:ev-twins", "next")
+    stale = _PostgresSession(pool, leases, "stale", "ev-twins", None, None)
+    owner = _PostgresSession(pool, leases, "next", "ev-twins", None, None)
+    sent = leases.batches.sent
+    outcomes = await asyncio.gather(
+        stale.save(Link("ev-twins", "ana", "linked", 1, zoom_meeting_id=111)),
+        owner.save(Link("ev-twins", "ana", "linked", 2, zoom_meeting_id=222)),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], LeaseLost) and outcomes[1] is None
+    outcomes = await asyncio.gather(
+        stale.conclude(Link("ev-twins", "ana", "none", 1), None),
+        owner.conclude(Link("ev-twins", "ana", "linked", 2, zoom_meeting_id=222), None),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], LeaseLost) and outcomes[1] is None
+    assert leases.batches.sent == sent + 2  # each pair in one batch, as the test means
+    assert await owner.get() == Link("ev-twins", "ana", "linked", 2, zoom_meeting_id=222)

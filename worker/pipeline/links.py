@@ -243,14 +243,19 @@ def _stored_together(*, unschedule: bool) -> Together:
     )
     return Together(
         f"WITH c AS (SELECT * FROM unnest({arrays}) WITH ORDINALITY AS c({names}, n)),"
-        " fence AS (UPDATE leases SET until = now() + make_interval(secs => c.seconds) FROM c"
-        " WHERE leases.key = c.key AND leases.owner = c.owner AND leases.until > now()"
-        f" RETURNING c.n),{unscheduled}"
+        # Locked first, in key order, as every batch locks lease rows: a join would lock them
+        # in the order its plan reads them, and deadlock with a take batch.
+        " held AS (SELECT l.key, c.n, c.seconds FROM leases l JOIN c USING (key, owner)"
+        " WHERE l.until > now() ORDER BY l.key FOR UPDATE OF l),"
+        " fence AS (UPDATE leases SET until = now() + make_interval(secs => held.seconds)"
+        f" FROM held WHERE leases.key = held.key RETURNING held.n),{unscheduled}"
         f" stored AS (INSERT INTO event_links ({', '.join(_COLUMNS)}, updated_at)"
         f" SELECT {', '.join('c.' + col for col in _COLUMNS)}, now()"
         " FROM c JOIN fence USING (n) ORDER BY c.event_id"
         f" {_REPLACE_LINK} RETURNING event_id)"
-        " SELECT c.n FROM c JOIN stored USING (event_id)"
+        # Through ``fence``: a caller whose lease ran out stored nothing, even when another
+        # caller of the batch (its event's next owner) stored that event's link.
+        " SELECT c.n FROM c JOIN fence USING (n) JOIN stored USING (event_id)"
     )
 
 
