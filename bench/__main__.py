@@ -43,7 +43,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--fair-backlog", type=int, default=600, help="the hot account's backlog")
     p.add_argument("--fair-latency", type=float, default=50)
     p.add_argument("--replicas", default="1,2,4", help="replica counts sharing one account")
-    p.add_argument("--replicas-backlog", type=int, default=400, help="the one account's creates")
+    p.add_argument("--replicas-backlog", type=int, default=800, help="the one account's creates")
     p.add_argument("--calm-rate", type=float, default=12, help="the calm account's events/s")
     p.add_argument("--only", default="", help="run only these scenarios (e.g. replicas)")
     p.add_argument("--profile", default="", help="write a pyinstrument profile of the 0 ms run")
