@@ -39,7 +39,7 @@ class Measured:
     peak_rss_mb: float = 0.0
     rss_mb: list[tuple[int, float]] = field(default_factory=list)  # (handled, RSS) samples
     latencies_ms: list[float] = field(default_factory=list)
-    creates: int = 0
+    creates: int = 0  # meetings Zoom made (201s: a create refused with a 429 made none)
     results: list[Result] = field(default_factory=list)
     log_path: str = ""
 
@@ -214,7 +214,7 @@ async def measure(
     collector = Collector(stack, prefix) if collect else None
     if collector:
         await collector.start()
-    creates_before = stack.zoom.calls(CREATE)
+    creates_before = _meetings_made(stack)
     with open(log_path, "wb") as log:  # noqa: ASYNC230 - once per run
         process = subprocess.Popen(  # noqa: ASYNC220, S603 - our own modules
             argv, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -258,7 +258,7 @@ async def measure(
     tail.poll()
     tail.close()
     out.processed, out.skipped, out.latencies_ms = tail.handled, tail.skipped, tail.latencies_ms
-    out.creates = stack.zoom.calls(CREATE) - creates_before
+    out.creates = _meetings_made(stack) - creates_before
     if collector:
         out.results = await collector.settle(expected - tail.skipped)
         await collector.stop()
@@ -274,3 +274,10 @@ def percentile(values: list[float], q: float) -> float:
 
 def summary(values: list[float]) -> dict[str, Any]:
     return {"p50": percentile(values, 50), "p99": percentile(values, 99), "count": len(values)}
+
+
+def _meetings_made(stack: Stack) -> int:
+    """Creates Zoom answered with 201: a create sent again after a 429 (the account's window
+    was full: nothing made) is not a second meeting."""
+    calls = stack.zoom.api_calls()
+    return sum(1 for call in calls if call.endpoint == CREATE and call.status == 201)
