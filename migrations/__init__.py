@@ -31,10 +31,14 @@ def apply(dsn: str) -> list[str]:
     """Apply every migration not yet recorded; return the names applied by this call."""
     applied_now: list[str] = []
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
+        # Under the lock too: two ``CREATE TABLE IF NOT EXISTS`` at once can both find no
+        # table, and the second fails on the catalog's unique index (``pg_type``).
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
         for migration in available():
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
