@@ -114,7 +114,10 @@ async def test_unsigned_or_stale_webhooks_are_refused(
     zoom_user_id = await _connect(browser, app, zoom, f"talivo-wh-{case}")
     payload = {"account_id": "acc", "user_id": zoom_user_id}
     secret = "not-the-secret" if case == "wrong_secret" else WEBHOOK_SECRET
-    at = {"stale_timestamp": app.clock() - 301, "future_timestamp": app.clock() + 301}
+    # Well past the 5 minutes either way: a timestamp is whole seconds, and the time the request
+    # takes to arrive counts towards a future one (at +301 s, a loaded machine's second made it
+    # fresh, and the unsigned-looking payload then read as malformed: 400).
+    at = {"stale_timestamp": app.clock() - 400, "future_timestamp": app.clock() + 400}
     body, headers = webhook_request("app_deauthorized", payload, secret, timestamp=at.get(case))
     if case == "body_changed":
         body = body.replace(b'"acc"', b'"acd"')

@@ -410,9 +410,11 @@ async def test_a_webhook_waits_for_the_worker_and_zoom_retries_it_when_it_cannot
     meeting = await _linked_meeting(world, ev, 1, organizer=ana)
     # The worker holds the event (a long Zoom call, say): the webhook waits for it, gives up
     # within Zoom's 3 seconds, answers 503 and forgets the delivery; Zoom's retry acts on it.
+    # Over the lease the worker may not have released yet (releases go in the background).
     async with world.pool.connection() as conn:
         await conn.execute(
-            "INSERT INTO leases (key, owner, until) VALUES (%s, 'a-worker', now() + interval '1h')",
+            "INSERT INTO leases (key, owner, until) VALUES (%s, 'a-worker', now() + interval '1h')"
+            " ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, until = EXCLUDED.until",
             (f"event:{ev}",),
         )
     world.zoom.edit_meeting(meeting, duration=90)
