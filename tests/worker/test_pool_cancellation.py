@@ -9,6 +9,7 @@ every one of them ends; without it some go on (shown, so the mend is known to be
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import sys
 
@@ -59,6 +60,11 @@ async def test_a_cancelled_borrower_always_stops(database_url: str) -> None:
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="wait_for keeps cancellations on 3.12+")
+@pytest.mark.skipif(
+    not os.environ.get("ATTACK"),
+    reason="a race shown by chance: once none showed in 20,000 rounds of a loaded CI run "
+    "(ATTACK=1 pytest tests/worker/test_pool_cancellation.py)",
+)
 async def test_without_the_mend_python_3_11_loses_cancellations(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
