@@ -37,6 +37,7 @@ take by its own owner is).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias, cast
@@ -201,29 +202,22 @@ class StatementBatcher:
                 await conn.set_autocommit(True)
             cursors = [conn.cursor() for _ in kind]
             try:
-                if len(kind) == 1 and isinstance(kind[0], Together):  # atomic by itself
-                    await _send_one(cursors[0], kind[0], params, 0)
-                    per_statement = [await _outcomes(cursors[0], kind[0], len(params))]
-                elif all(isinstance(statement, Together) for statement in kind):
-                    # One round trip, no transaction of our own (see the module).
-                    async with conn.pipeline():
-                        for n, (cursor, statement) in enumerate(zip(cursors, kind, strict=True)):
-                            await _send_one(cursor, statement, params, n)
-                        per_statement = [
-                            await _outcomes(cursor, statement, len(params))
-                            for cursor, statement in zip(cursors, kind, strict=True)
-                        ]
-                else:
-                    # A transaction of its own, not just the pipeline's implicit one: a failure
-                    # in Python (a parameter psycopg cannot send, a row it cannot read) rolls
-                    # back the statements already sent too, so a rerun never applies one twice.
-                    async with conn.pipeline(), conn.transaction():
-                        for n, (cursor, statement) in enumerate(zip(cursors, kind, strict=True)):
-                            await _send_one(cursor, statement, params, n)
-                        per_statement = [
-                            await _outcomes(cursor, statement, len(params))
-                            for cursor, statement in zip(cursors, kind, strict=True)
-                        ]
+                async with contextlib.AsyncExitStack() as scope:
+                    if not all(isinstance(statement, Together) for statement in kind):
+                        # A transaction of its own, not just the pipeline's implicit one: a
+                        # failure in Python (a parameter psycopg cannot send, a row it cannot
+                        # read) rolls back the statements already sent too, so a rerun never
+                        # applies one twice.
+                        await scope.enter_async_context(conn.pipeline())
+                        await scope.enter_async_context(conn.transaction())
+                    elif len(kind) > 1:  # one round trip, no transaction of ours (see above)
+                        await scope.enter_async_context(conn.pipeline())
+                    for n, (cursor, statement) in enumerate(zip(cursors, kind, strict=True)):
+                        await _send_one(cursor, statement, params, n)
+                    per_statement = [
+                        await _outcomes(cursor, statement, len(params))
+                        for cursor, statement in zip(cursors, kind, strict=True)
+                    ]
             finally:
                 for cursor in cursors:
                     await cursor.close()
