@@ -50,6 +50,7 @@ from tenacity import (
 from schemas import FailureReason, MeetingFailed, SalvagedIds, salvage_ids
 from schemas.dead_letter import dead_letter_headers
 from worker.engine.records import ConsumedRecord, RecordHandler
+from worker.first_try import after_first_try
 from worker.pipeline import metrics, results
 from worker.pipeline.ports import Clock, Publisher
 from worker.pipeline.processor import Topics
@@ -137,23 +138,28 @@ class PoisonGuard:
         every attempt and the dependencies answer."""
         policy = self._policy
         while True:
-            retrying = AsyncRetrying(
-                retry=retry_if_exception_type(Exception),
-                stop=stop_after_attempt(policy.attempts),
-                wait=wait_exponential_jitter(
-                    initial=policy.first_wait_seconds,
-                    max=policy.max_wait_seconds,
-                    jitter=policy.jitter_seconds,
-                ),
-                before_sleep=lambda state: _log_retry(record, step, state),
-                reraise=True,
-            )
             attempts = 0
+
+            async def attempt() -> None:
+                nonlocal attempts
+                attempts += 1
+                await self._through_outages(operation)
+
             try:
-                async for attempt in retrying:
-                    attempts = attempt.retry_state.attempt_number
-                    with attempt:
-                        await self._through_outages(operation)
+                await after_first_try(
+                    attempt,
+                    lambda: AsyncRetrying(
+                        retry=retry_if_exception_type(Exception),
+                        stop=stop_after_attempt(policy.attempts),
+                        wait=wait_exponential_jitter(
+                            initial=policy.first_wait_seconds,
+                            max=policy.max_wait_seconds,
+                            jitter=policy.jitter_seconds,
+                        ),
+                        before_sleep=lambda state: _log_retry(record, step, state),
+                        reraise=True,
+                    ),
+                )
                 return
             except Exception as exc:
                 error = exc

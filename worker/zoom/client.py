@@ -26,6 +26,7 @@ from structlog.stdlib import get_logger
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from token_store.models import ZoomGrant
+from worker.first_try import after_first_try
 from worker.zoom.answers import body_of, error_for
 from worker.zoom.backoff import Backoff
 from worker.zoom.breaker import CircuitBreaker
@@ -197,24 +198,28 @@ class ZoomMeetings:
                 await self._limiter.penalize(grant.zoom_account_id, op.category, pause)
                 raise
 
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(lambda exc: self._should_retry(op, exc)),
-            wait=self._wait,
-            stop=self._stop,
-            before_sleep=lambda state: self._log_retry(op, state),
-            reraise=True,
-            sleep=self._sleep,
-        )
+        async def attempt() -> httpx.Response:
+            nonlocal grant
+            try:
+                return await attempt_once()
+            except ZoomAuthorizationRejected:
+                ZOOM_RETRIES.labels(op.endpoint, "token_refresh").inc()
+                log.info("zoom_token_rejected", endpoint=op.endpoint, user_id=user_id)
+                grant = await self._tokens.refresh_after_rejection(user_id, grant)
+                return await attempt_once()
+
         try:
-            async for attempt in retrying:
-                with attempt:
-                    try:
-                        return await attempt_once()
-                    except ZoomAuthorizationRejected:
-                        ZOOM_RETRIES.labels(op.endpoint, "token_refresh").inc()
-                        log.info("zoom_token_rejected", endpoint=op.endpoint, user_id=user_id)
-                        grant = await self._tokens.refresh_after_rejection(user_id, grant)
-                        return await attempt_once()
+            return await after_first_try(
+                attempt,
+                lambda: AsyncRetrying(
+                    retry=retry_if_exception(lambda exc: self._should_retry(op, exc)),
+                    wait=self._wait,
+                    stop=lambda state: self._out_of_budget(started, state),
+                    before_sleep=lambda state: self._log_retry(op, state),
+                    reraise=True,
+                    sleep=self._sleep,
+                ),
+            )
         except ZoomError as exc:
             exc.attempts = attempts
             if isinstance(exc, ZoomDailyLimitReached) and exc.status is not None:
@@ -225,7 +230,6 @@ class ZoomMeetings:
                     f"{time.monotonic() - started:.2f}s (budget {self._budget}s)"
                 )
             raise
-        raise AssertionError("unreachable: tenacity either returns or raises")
 
     def _should_retry(self, op: _Operation, exc: BaseException) -> bool:
         if isinstance(exc, ZoomRateLimited):
@@ -241,8 +245,9 @@ class ZoomMeetings:
             return exc.retry_after + self._rng.uniform(0.0, min(0.25, exc.retry_after * 0.1))
         return self._backoff.delay(state.attempt_number, self._rng)
 
-    def _stop(self, state: RetryCallState) -> bool:
-        return (state.seconds_since_start or 0.0) + state.upcoming_sleep > self._budget
+    def _out_of_budget(self, started: float, state: RetryCallState) -> bool:
+        # From the call's start, not the retrying's: that began after the first try.
+        return time.monotonic() - started + state.upcoming_sleep > self._budget
 
     def _log_retry(self, op: _Operation, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
