@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any, Final
@@ -185,8 +186,7 @@ class Leases:
         self, key: str, owner: str, then: Statement | None, params: tuple[object, ...]
     ) -> list[tuple[Any, ...]]:
         wait = self.settings.first_wait_seconds
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.give_up_seconds
+        deadline = time.monotonic() + self.settings.give_up_seconds
         taking = (key, owner, self.settings.seconds)
         kind = (TAKE,) if then is None else (TAKE, then)
         while True:
@@ -205,7 +205,7 @@ class Leases:
             rows = ran[1].rows if then is not None else []
             if taken:
                 return rows
-            if loop.time() + wait > deadline:
+            if time.monotonic() + wait > deadline:
                 raise LeaseTimeout(
                     f"{key} held by another owner for {self.settings.give_up_seconds:.0f}s"
                 )

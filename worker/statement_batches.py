@@ -104,12 +104,17 @@ class StatementBatcher:
         self._max = max_batch
         self._queues: dict[Kind, _Queue] = {}
         self._flights: set[asyncio.Task[None]] = set()
+        # The pool's event loop, kept from the first call: asking for it is a getpid system
+        # call each time on CPython 3.11 (its fork check): 2 % of the worker's CPU.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.sent = 0  # batches sent, for tests and curiosity
 
     async def run(self, kind: Kind, order: str, *params: Params) -> list[Ran]:
         """Run ``kind`` with ``params`` (one per SQL text) in the next batch; see the module."""
         assert len(params) == len(kind), "one parameter set per statement"
-        done: asyncio.Future[list[Ran]] = asyncio.get_running_loop().create_future()
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[Ran]] = self._loop.create_future()
         call = _Call(order, params, done)
         queue = self._queues.setdefault(kind, _Queue())
         queue.calls.append(call)
@@ -126,21 +131,23 @@ class StatementBatcher:
             raise
 
     def _fly(self, kind: Kind, queue: _Queue) -> None:
+        assert self._loop is not None, "run() keeps the loop first"
         queue.flying = True
-        task = asyncio.get_running_loop().create_task(self._flight(kind, queue))
+        task = self._loop.create_task(self._flight(kind, queue))
         self._flights.add(task)
         task.add_done_callback(self._flights.discard)
 
     async def _flight(self, kind: Kind, queue: _Queue) -> None:
         # Started a loop turn after the first call: whatever came in that turn goes along.
         batch: list[_Call] = []
+        loop = asyncio.get_running_loop()
         try:
             while queue.calls:
                 batch = [c for c in queue.calls[: self._max] if not c.done.done()]
                 del queue.calls[: self._max]
                 if not batch:
                     continue
-                sent = asyncio.get_running_loop().create_future()
+                sent = loop.create_future()
                 for call in batch:
                     call.sent = sent
                 try:

@@ -10,6 +10,7 @@ The scrubber is a last line of defence, not the plan: code never passes tokens t
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -41,15 +42,22 @@ _SECRET_TEXT = (
 _TEXT_FIELDS = ("event", "exception")
 
 
+@functools.lru_cache(maxsize=4096)  # keys are the code's own names: a few hundred at most
+def _secret_key(key: str) -> bool:
+    return key not in _SAFE_KEYS and _SECRET_KEYS.search(key) is not None
+
+
 def _scrub(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event):
-        if key not in _SAFE_KEYS and _SECRET_KEYS.search(key):
+        if _secret_key(key):
             event[key] = _REDACTED
     return event
 
 
 def scrub_text(text: str) -> str:
     """``text`` with secret-shaped pieces (see ``_SECRET_TEXT``) replaced by ``[redacted]``."""
+    if text.isidentifier():  # an event's name: no space, ':', '=', '?' or '&' for one to match
+        return text
     for pattern in _SECRET_TEXT:
         text = pattern.sub(rf"\g<1>{_REDACTED}", text)
     return text
