@@ -112,7 +112,7 @@ class StatementBatcher:
     async def run(self, kind: Kind, order: str, *params: Params) -> list[Ran]:
         """Run ``kind`` with ``params`` (one per SQL text) in the next batch; see the module."""
         assert len(params) == len(kind), "one parameter set per statement"
-        if self._loop is None:
+        if self._loop is None or self._loop.is_closed():  # closed: the pool moved on (tests)
             self._loop = asyncio.get_running_loop()
         done: asyncio.Future[list[Ran]] = self._loop.create_future()
         call = _Call(order, params, done)
@@ -132,8 +132,8 @@ class StatementBatcher:
 
     def _fly(self, kind: Kind, queue: _Queue) -> None:
         assert self._loop is not None, "run() keeps the loop first"
-        queue.flying = True
         task = self._loop.create_task(self._flight(kind, queue))
+        queue.flying = True
         self._flights.add(task)
         task.add_done_callback(self._flights.discard)
 
