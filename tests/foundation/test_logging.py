@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from worker.runtime.logging import scrub_text
+
 ROOT = Path(__file__).resolve().parents[2]
 
 SECRETS = ("sk-secret-123", "access_token=abc", "abc-secret-456", "pw-secret-789", "kw-secret-0")
@@ -186,3 +188,20 @@ def test_a_repeated_foreign_line_is_let_through_once_per_window_with_its_count()
 
     assert passed.count(True) == 1 and other
     assert flood.filter(later) and getattr(later, "repeated", None) == 4999
+
+
+JWT = "eyJhbGciOiJIUzUxMiJ9.eyJ2ZXIiOjcsImF1aWQiOiJhYmMifQ.c2lnbmF0dXJlLV8"
+
+
+@pytest.mark.parametrize(
+    ("text", "scrubbed"),
+    [
+        (f"zoom answered {JWT} for u1", "zoom answered [redacted] for u1"),
+        (JWT.split(".")[0], "[redacted]"),  # an identifier, yet a token's header
+        (f"grants=({JWT}, {JWT})", "grants=([redacted], [redacted])"),
+        ("message", "message"),
+        ("keyJabcdefghijk", "keyJabcdefghijk"),  # "eyJ" inside a word is not a token
+    ],
+)
+def test_a_bare_jwt_in_free_text_is_redacted(text: str, scrubbed: str) -> None:
+    assert scrub_text(text) == scrubbed

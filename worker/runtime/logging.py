@@ -34,6 +34,9 @@ _SECRET_TEXT = (
         r"\s*[:=]\s*[\"']?)[^\s\"'&,;)}\]]+",
         re.I,
     ),
+    # A bare JWT (Zoom's access and refresh tokens are JWTs): its header starts "eyJ", the
+    # base64url of '{"'.
+    re.compile(r"(^|[^\w-])eyJ[\w-]{8,}(?:\.[\w-]*){0,2}"),
     # An OAuth authorization code in a query string.
     re.compile(r"([?&]code=)[^\s&#\"']+"),
     # The password in a URL: scheme://user:password@host.
@@ -56,7 +59,9 @@ def _scrub(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
 
 def scrub_text(text: str) -> str:
     """``text`` with secret-shaped pieces (see ``_SECRET_TEXT``) replaced by ``[redacted]``."""
-    if text.isidentifier():  # an event's name: no space, ':', '=', '?' or '&' for one to match
+    # An event's name, the usual text: no space, ':', '=', '?' or '&' for a pattern to match,
+    # and a JWT only at its start.
+    if text.isidentifier() and not text.startswith("eyJ"):
         return text
     for pattern in _SECRET_TEXT:
         text = pattern.sub(rf"\g<1>{_REDACTED}", text)
